@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The one command that runs every test: installs what the tests need (only when
+# missing), then the quality gates and the whole suite.
+#   ./scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests talk to (real peers, never mocks).
+apt_needed=()
+command -v promtool >/dev/null 2>&1 || apt_needed+=(prometheus)
+if ((${#apt_needed[@]})); then
+    echo "test.sh: installing ${apt_needed[*]}" >&2
+    if [ "$(id -u)" != 0 ]; then
+        echo "test.sh: need root to apt-get install ${apt_needed[*]}" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_needed[@]}" >/dev/null
+fi
+
+# Rust components for the quality gates.
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+cargo fmt --check
+# Check kinds are declared inside the `checks!` macro, which cargo fmt does not follow.
+rustfmt --edition 2024 --check src/checks/*.rs src/checks/*/*.rs
+cargo clippy --all-targets -- -D warnings
+cargo test --all-targets

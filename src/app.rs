@@ -1,0 +1,228 @@
+//! Wiring: load the config, start the scheduler and the web server, apply reloads
+//! (SIGHUP, `POST /-/reload`), and stop cleanly on SIGINT/SIGTERM.
+//!
+//! A reload builds the new config completely before anything changes; a config that
+//! fails to load is refused, logged with its positions, and the running one is kept.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, ConfigError, ConfigSource};
+use crate::http::{self, ReloadRequest, WebState};
+use crate::scheduler::{Scheduler, StatusBoard};
+use crate::store::Store;
+use crate::telemetry::Telemetry;
+
+/// How the exporter is started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Config file, or the embedded config.
+    pub config: ConfigSource,
+    /// Address of the web server (`127.0.0.1:0` picks a free port).
+    pub listen: String,
+}
+
+/// A started exporter.
+pub struct Running {
+    /// The address the web server listens on.
+    pub addr: SocketAddr,
+    /// Shared state of the web handlers.
+    pub web: Arc<WebState>,
+    reload_tx: mpsc::Sender<ReloadRequest>,
+    shutdown: CancellationToken,
+    main: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Reloads the config as SIGHUP does.
+    ///
+    /// # Errors
+    /// The refused config's errors.
+    pub async fn reload(&self) -> Result<(), String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.reload_tx
+            .send(tx)
+            .await
+            .map_err(|_| "exporter stopped".to_string())?;
+        rx.await.map_err(|_| "exporter stopped".to_string())?
+    }
+
+    /// Stops everything and waits for in-flight runs.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.main.await;
+    }
+
+    /// Waits until the exporter stops (after a signal).
+    pub async fn wait(self) {
+        let _ = self.main.await;
+    }
+
+    /// A token that stops the exporter when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Loads the config and starts the exporter.
+///
+/// # Errors
+/// A config that does not load, or an address that cannot be bound.
+pub async fn start(opts: Options) -> anyhow::Result<Running> {
+    let cfg = config::load(&opts.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = Arc::new(Store::new(15 * 60 * 1000));
+    let board = Arc::new(StatusBoard::default());
+    let telemetry = Arc::new(Telemetry::new());
+    let shutdown = CancellationToken::new();
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let web = Arc::new(WebState {
+        store: Arc::clone(&store),
+        board: Arc::clone(&board),
+        telemetry: Arc::clone(&telemetry),
+        reload: reload_tx.clone(),
+        ready: false.into(),
+        last_reload_error: std::sync::RwLock::new(None),
+        config_name: std::sync::RwLock::new(opts.config.display_name()),
+    });
+    let listener = tokio::net::TcpListener::bind(&opts.listen)
+        .await
+        .with_context(|| format!("listen on {}", opts.listen))?;
+    let addr = listener.local_addr().context("read the bound address")?;
+
+    let mut scheduler = Scheduler::new(
+        Arc::clone(&store),
+        Arc::clone(&board),
+        Arc::clone(&telemetry),
+        shutdown.child_token(),
+    );
+    // Signal handlers exist before anyone can learn that we started.
+    let mut hup = signals::Hangup::new();
+    let term = signals::terminate();
+    scheduler.apply(&cfg);
+    telemetry.config_loaded(true);
+    web.ready.store(true, Ordering::Release);
+    tracing::info!(config = %opts.config.display_name(), checks = cfg.checks.len(), address = %addr, "harena-exporter started");
+
+    let server_token = shutdown.clone();
+    let router = http::app(Arc::clone(&web));
+    let server = tokio::spawn(async move {
+        let res = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { server_token.cancelled().await })
+            .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "web server stopped");
+        }
+    });
+
+    let source = opts.config.clone();
+    let web2 = Arc::clone(&web);
+    let token = shutdown.clone();
+    let main = tokio::spawn(async move {
+        tokio::pin!(term);
+        loop {
+            tokio::select! {
+                () = token.cancelled() => break,
+                () = &mut term => {
+                    tracing::info!("shutting down");
+                    token.cancel();
+                    break;
+                }
+                () = hup.recv() => {
+                    let _ = apply_reload(&source, &mut scheduler, &web2);
+                }
+                Some(req) = reload_rx.recv() => {
+                    let res = apply_reload(&source, &mut scheduler, &web2);
+                    let _ = req.send(res.map_err(|e| e.to_string()));
+                }
+            }
+        }
+        scheduler.shutdown().await;
+        let _ = server.await;
+    });
+    Ok(Running {
+        addr,
+        web,
+        reload_tx,
+        shutdown,
+        main,
+    })
+}
+
+fn apply_reload(
+    source: &ConfigSource,
+    scheduler: &mut Scheduler,
+    web: &WebState,
+) -> Result<(), ConfigError> {
+    match config::load(source) {
+        Ok(cfg) => {
+            scheduler.apply(&cfg);
+            web.telemetry.config_loaded(true);
+            *web.last_reload_error
+                .write()
+                .unwrap_or_else(|e| e.into_inner()) = None;
+            tracing::info!(checks = cfg.checks.len(), "config reloaded");
+            Ok(())
+        }
+        Err(e) => {
+            web.telemetry.config_loaded(false);
+            for d in &e.diagnostics {
+                tracing::error!(error = %d, "config reload refused; keeping the running config");
+            }
+            *web.last_reload_error
+                .write()
+                .unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+            Err(e)
+        }
+    }
+}
+
+mod signals {
+    //! Unix signals, degraded to "never" where a handler cannot be installed.
+
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+
+    /// SIGHUP stream.
+    pub struct Hangup(Option<Signal>);
+
+    impl Hangup {
+        pub fn new() -> Self {
+            Hangup(signal(SignalKind::hangup()).ok())
+        }
+
+        pub async fn recv(&mut self) {
+            match &mut self.0 {
+                Some(s) => {
+                    if s.recv().await.is_none() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    /// Resolves on SIGINT or SIGTERM; the handlers are installed when this is called.
+    pub fn terminate() -> impl std::future::Future<Output = ()> + Send {
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            let wait = |s: Option<Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(term) => {}
+                () = wait(int) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The `harena-exporter` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use harena_exporter::app;
+use harena_exporter::cli::{self, OutputFormat};
+use harena_exporter::config::{self, ConfigSource, types::PromDuration};
+use harena_exporter::telemetry::{self, LogFormat};
+
+/// Default listen address: loopback only (the Harena security group opens every port).
+const DEFAULT_LISTEN: &str = "127.0.0.1:9811";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "harena-exporter",
+    version,
+    about = "Probes the Harena deployment, exposes Prometheus metrics and evaluates alert rules."
+)]
+struct Cli {
+    /// Config file (YAML). Without it, the embedded Harena config runs.
+    #[arg(long = "config.file", global = true, value_name = "FILE")]
+    config_file: Option<PathBuf>,
+    /// Address of the web server (/metrics, status page, API).
+    #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    listen: String,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(
+        long = "log.level",
+        default_value = "info",
+        global = true,
+        value_name = "LEVEL"
+    )]
+    log_level: tracing::Level,
+    /// Log format.
+    #[arg(
+        long = "log.format",
+        value_enum,
+        default_value = "logfmt",
+        global = true
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run every check once, print a row per check; exit 0 when all pass, 1 when any
+    /// fails, 2 on a config error.
+    Check {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        output: OutputFormat,
+        /// Retry the failing checks until they pass or this time is over (e.g. 2m).
+        #[arg(long, value_parser = parse_duration, default_value = "0")]
+        wait: Duration,
+    },
+    /// Validate the config; exit 0, or 1 with every error as file:line:column: field: message.
+    CheckConfig,
+    /// Print the embedded default config.
+    DefaultConfig,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    PromDuration::parse(s).map(|d| d.0)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let source = ConfigSource::from_flag(cli.config_file.as_deref());
+    match cli.command {
+        Some(Command::DefaultConfig) => {
+            print!("{}", config::DEFAULT_CONFIG);
+            ExitCode::SUCCESS
+        }
+        Some(Command::CheckConfig) => code(cli::check_config_command(&source)),
+        Some(Command::Check { output, wait }) => {
+            telemetry::init_logging(tracing::Level::WARN.min(cli.log_level), cli.log_format);
+            match runtime() {
+                Ok(rt) => code(rt.block_on(cli::check_command(&source, output, wait))),
+                Err(e) => {
+                    eprintln!("start runtime: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        None => {
+            telemetry::init_logging(cli.log_level, cli.log_format);
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("start runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            rt.block_on(async {
+                let opts = app::Options {
+                    config: source,
+                    listen: cli.listen,
+                };
+                match app::start(opts).await {
+                    Ok(running) => {
+                        running.wait().await;
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("harena-exporter: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+fn code(c: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(c).unwrap_or(2))
+}
