@@ -153,8 +153,13 @@ type Spawned = (
 );
 
 fn spawn_exporter(args: &[&str]) -> Spawned {
+    spawn_exporter_with(args, &[])
+}
+
+fn spawn_exporter_with(args: &[&str], envs: &[(&str, &str)]) -> Spawned {
     let mut child = Command::new(bin())
         .args(args)
+        .envs(envs.iter().copied())
         .args(["--web.listen-address", "127.0.0.1:0"])
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdout(Stdio::null())
@@ -260,5 +265,71 @@ fn json_logs_are_one_object_per_line() {
     for l in &lines {
         let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
         assert!(v.get("level").is_some());
+    }
+}
+
+/// The password a check uses appears in no log line, metric, page, API answer or `check` row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_leak() {
+    const SECRET: &str = "Zq9-never-print-me-4711";
+    let target = serve_status(401, "unauthorized").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_file = write_file(dir.path(), "pw", &format!("{SECRET}\n"));
+    let yaml = format!(
+        "checks:\n  - name: env_auth\n    kind: http\n    url: http://{target}/\n    interval: 300ms\n    timeout: 200ms\n    basic_auth: {{username: monitor, password_env: HARENA_TEST_SECRET}}\n  - name: file_auth\n    kind: http\n    url: http://{target}/\n    interval: 300ms\n    timeout: 200ms\n    basic_auth: {{username: monitor, password_file: {}}}\n",
+        secret_file.display()
+    );
+    let cfg = write_file(dir.path(), "c.yml", &yaml);
+    let p = cfg.to_string_lossy().to_string();
+    let (mut child, addr, logs, start) = spawn_exporter_with(
+        &["--config.file", &p, "--log.level", "trace"],
+        &[("HARENA_TEST_SECRET", SECRET)],
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut outputs = vec![start];
+    for path in ["/metrics", "/", "/api/v1/checks"] {
+        let (status, body) = http("GET", addr, path).await;
+        assert_eq!(status, 200, "{path}");
+        outputs.push(body);
+    }
+    assert!(outputs[3].contains("\"reason\":\"auth\""), "{}", outputs[3]);
+    let p2 = p.clone();
+    let checks = tokio::task::spawn_blocking(move || {
+        let mut v = Vec::new();
+        for format in ["table", "json"] {
+            let out = Command::new(bin())
+                .args([
+                    "check",
+                    "--config.file",
+                    &p2,
+                    "--output",
+                    format,
+                    "--log.level",
+                    "trace",
+                ])
+                .env("HARENA_TEST_SECRET", SECRET)
+                .output()
+                .expect("run check");
+            v.push(String::from_utf8_lossy(&out.stdout).to_string());
+            v.push(String::from_utf8_lossy(&out.stderr).to_string());
+        }
+        v
+    })
+    .await
+    .expect("join");
+    assert!(
+        checks[0].contains("env_auth") && checks[0].contains("auth"),
+        "{}",
+        checks[0]
+    );
+    outputs.extend(checks);
+    // SAFETY: stopping our own child.
+    unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM) };
+    let _ = child.wait();
+    let log_lines: Vec<String> = logs.try_iter().collect();
+    assert!(log_lines.len() > 3, "trace logs were written");
+    outputs.push(log_lines.join("\n"));
+    for o in &outputs {
+        assert!(!o.contains(SECRET), "the secret leaked into:\n{o}");
     }
 }

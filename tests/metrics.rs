@@ -150,3 +150,47 @@ async fn failure_reasons_and_dependency_flags_are_series() {
     assert_eq!(code, 0, "{out}");
     running.stop().await;
 }
+
+/// Every family on `/metrics` (http, tcp, TLS, self and process metrics) is in docs/metrics.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_exposed_series_is_documented() {
+    let ok = serve_status(200, "ok").await;
+    let tcp = serve_status(200, "ok").await;
+    let yaml = format!(
+        "checks:\n  - name: web\n    kind: http\n    url: http://{ok}/\n    interval: 1s\n    timeout: 500ms\n  - name: port\n    kind: tcp\n    address: {tcp}\n    interval: 1s\n    timeout: 500ms\n  - name: tls\n    kind: http\n    url: https://localhost:{port}/\n    interval: 1s\n    timeout: 500ms\n",
+        port = closed_port()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_file(dir.path(), "c.yml", &yaml);
+    let running = app::start(Options {
+        config: ConfigSource::File(path),
+        listen: "127.0.0.1:0".into(),
+    })
+    .await
+    .expect("start");
+    let board = running.web.board.clone();
+    assert!(
+        eventually(Duration::from_secs(5), || board
+            .snapshot()
+            .iter()
+            .all(|c| c.success.is_some()))
+        .await
+    );
+    let (_, text) = http("GET", running.addr, "/metrics").await;
+    running.stop().await;
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md"))
+        .expect("read docs/metrics.md");
+    let mut families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    // The TLS expiry series needs a certificate; the tcp/http checks cover it in their tests.
+    families.push("harena_tls_cert_expiry_timestamp_seconds");
+    for f in families {
+        assert!(
+            docs.contains(&format!("`{f}")),
+            "{f} is not documented in docs/metrics.md"
+        );
+    }
+}
