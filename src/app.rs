@@ -12,9 +12,10 @@ use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::checks::Vars;
 use crate::config::{self, ConfigError, ConfigSource};
 use crate::http::{self, ReloadRequest, WebState};
-use crate::scheduler::{Scheduler, StatusBoard};
+use crate::scheduler::{Env, Scheduler, StatusBoard};
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 
@@ -25,6 +26,8 @@ pub struct Options {
     pub config: ConfigSource,
     /// Address of the web server (`127.0.0.1:0` picks a free port).
     pub listen: String,
+    /// Folder of the state file; `None` keeps state in memory only.
+    pub storage: Option<std::path::PathBuf>,
 }
 
 /// A started exporter.
@@ -75,7 +78,8 @@ impl Running {
 /// A config that does not load, or an address that cannot be bound.
 pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let cfg = config::load(&opts.config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let store = Arc::new(Store::new(15 * 60 * 1000));
+    // History is only kept for what rules read; with none loaded, the latest value suffices.
+    let store = Arc::new(Store::new(0));
     let board = Arc::new(StatusBoard::default());
     let telemetry = Arc::new(Telemetry::new());
     let shutdown = CancellationToken::new();
@@ -94,10 +98,19 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         .with_context(|| format!("listen on {}", opts.listen))?;
     let addr = listener.local_addr().context("read the bound address")?;
 
+    let state = match &opts.storage {
+        Some(dir) => crate::state::State::open(dir)?,
+        None => crate::state::State::in_memory()?,
+    };
+    let env = Env {
+        vars: Arc::new(Vars::default()),
+        state: Arc::new(state),
+    };
     let mut scheduler = Scheduler::new(
         Arc::clone(&store),
         Arc::clone(&board),
         Arc::clone(&telemetry),
+        env,
         shutdown.child_token(),
     );
     // Signal handlers exist before anyone can learn that we started.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::{self, Config, ConfigSource};
-use crate::scheduler::{Outcome, base_labels, run_once};
+use crate::scheduler::{Env, Outcome, base_labels, run_once};
 
 /// Output format of `check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -39,28 +39,65 @@ pub struct CheckRow {
     pub blocked_by: Vec<String>,
 }
 
+/// Dependency levels: level 0 has no dependency, level n depends on levels below n.
+fn levels(cfg: &Config) -> Vec<usize> {
+    let index: BTreeMap<&str, usize> = cfg
+        .checks
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.config.name.as_str(), i))
+        .collect();
+    let mut level = vec![0usize; cfg.checks.len()];
+    // Dependencies are acyclic (validated at load): n passes settle every level.
+    for _ in 0..cfg.checks.len() {
+        let mut changed = false;
+        for (i, d) in cfg.checks.iter().enumerate() {
+            for dep in &d.config.depends_on {
+                if let Some(&j) = index.get(dep.as_str())
+                    && level[i] <= level[j]
+                {
+                    level[i] = level[j] + 1;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    level
+}
+
 /// Runs every check once (and again, while some fail, until `wait` is over).
-pub async fn run_checks(cfg: &Config, wait: Duration) -> Vec<CheckRow> {
+/// Checks run level by level along `depends_on`, so that a check reading another's
+/// value (`{tunnel.hostname}`) runs after it.
+pub async fn run_checks(cfg: &Config, wait: Duration, env: &Env) -> Vec<CheckRow> {
     let deadline = Instant::now() + wait;
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(
         cfg.global.max_concurrent_checks.max(1),
     ));
+    let level = levels(cfg);
+    let max_level = level.iter().copied().max().unwrap_or(0);
     let mut results: BTreeMap<usize, Outcome> = BTreeMap::new();
     let mut pending: Vec<usize> = (0..cfg.checks.len()).collect();
     loop {
-        let mut set = tokio::task::JoinSet::new();
-        for &i in &pending {
-            let def = cfg.checks[i].clone();
-            let base = base_labels(&def, &cfg.global.labels);
-            let sem = std::sync::Arc::clone(&sem);
-            set.spawn(async move {
-                let _permit = sem.acquire_owned().await;
-                (i, run_once(&def, base).await)
-            });
-        }
-        while let Some(r) = set.join_next().await {
-            if let Ok((i, o)) = r {
-                results.insert(i, o);
+        for current in 0..=max_level {
+            let mut set = tokio::task::JoinSet::new();
+            for &i in pending.iter().filter(|&&i| level[i] == current) {
+                let def = cfg.checks[i].clone();
+                let base = base_labels(&def, &cfg.global.labels);
+                let sem = std::sync::Arc::clone(&sem);
+                let env = env.clone();
+                set.spawn(async move {
+                    let _permit = sem.acquire_owned().await;
+                    (i, run_once(&def, base, &env).await)
+                });
+            }
+            while let Some(r) = set.join_next().await {
+                if let Ok((i, o)) = r {
+                    env.vars.merge(&cfg.checks[i].config.name, &o.exports);
+                    results.insert(i, o);
+                }
             }
         }
         pending.retain(|i| results.get(i).is_none_or(|o| !o.success));
@@ -180,7 +217,14 @@ pub async fn check_command(source: &ConfigSource, format: OutputFormat, wait: Du
             return 2;
         }
     };
-    let rows = run_checks(&cfg, wait).await;
+    let env = match Env::in_memory() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let rows = run_checks(&cfg, wait, &env).await;
     match format {
         OutputFormat::Table => print!("{}", render_table(&rows)),
         OutputFormat::Json => match serde_json::to_string_pretty(&rows) {

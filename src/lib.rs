@@ -19,5 +19,6 @@ pub mod http;
 pub mod model;
 pub mod net;
 pub mod scheduler;
+pub mod state;
 pub mod store;
 pub mod telemetry;

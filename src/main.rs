@@ -27,6 +27,9 @@ struct Cli {
     /// Address of the web server (/metrics, status page, API).
     #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
     listen: String,
+    /// Folder of the state file (tunnel hostname; later alert states and the outbox).
+    #[arg(long = "storage.path", default_value = "data", value_name = "DIR")]
+    storage: PathBuf,
     /// Log level: error, warn, info, debug, trace.
     #[arg(
         long = "log.level",
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
                 let opts = app::Options {
                     config: source,
                     listen: cli.listen,
+                    storage: Some(cli.storage),
                 };
                 match app::start(opts).await {
                     Ok(running) => {

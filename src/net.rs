@@ -368,6 +368,20 @@ impl ServerCertVerifier for CapturingVerifier {
 /// # Errors
 /// A [`BuildError`] naming the `tls_config.*` field whose file cannot be used.
 pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, BuildError> {
+    // Most checks use the default settings: share one config (and one parsed copy of
+    // the built-in roots, ~150 certificates) instead of building one per check.
+    static DEFAULT: std::sync::OnceLock<Arc<ClientConfig>> = std::sync::OnceLock::new();
+    if *tls == TlsConfig::default() {
+        if let Some(c) = DEFAULT.get() {
+            return Ok(Arc::clone(c));
+        }
+        let c = build_client_config(tls)?;
+        return Ok(Arc::clone(DEFAULT.get_or_init(|| c)));
+    }
+    build_client_config(tls)
+}
+
+fn build_client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, BuildError> {
     let provider: Arc<CryptoProvider> = Arc::new(rustls::crypto::ring::default_provider());
     let roots = match &tls.ca_file {
         Some(path) => Some(load_roots(path)?),

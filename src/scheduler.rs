@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::checks::{CheckError, Reason, Recorder, RunContext};
+use crate::checks::{CheckError, Reason, Recorded, Recorder, RunContext, Vars};
 use crate::config::{CheckDef, Config};
 use crate::metric;
 use crate::model::{Labels, MetricDesc, Sample};
@@ -50,6 +50,30 @@ pub struct Outcome {
     pub samples: Vec<Sample>,
     /// A short summary of a successful run.
     pub detail: Option<String>,
+    /// Values exported for other checks.
+    pub exports: BTreeMap<String, String>,
+}
+
+/// What every run shares: exported values and the state file.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// `{check.key}` values.
+    pub vars: Arc<Vars>,
+    /// The state file.
+    pub state: Arc<crate::state::State>,
+}
+
+impl Env {
+    /// An environment with in-memory state (one-shot commands, tests).
+    ///
+    /// # Errors
+    /// SQLite cannot start.
+    pub fn in_memory() -> Result<Self, crate::state::StateError> {
+        Ok(Env {
+            vars: Arc::new(Vars::default()),
+            state: Arc::new(crate::state::State::in_memory()?),
+        })
+    }
 }
 
 /// Base labels of a check's series: `check`, `kind`, then global and own labels.
@@ -64,11 +88,16 @@ pub fn base_labels(def: &CheckDef, global: &BTreeMap<String, String>) -> Labels 
 }
 
 /// Runs a check once, bounded by its timeout, with panics caught.
-pub async fn run_once(def: &CheckDef, base: Labels) -> Outcome {
+pub async fn run_once(def: &CheckDef, base: Labels, env: &Env) -> Outcome {
     let started = Instant::now();
     let deadline = started + def.config.timeout;
     let check = Arc::clone(&def.check);
-    let ctx = RunContext { deadline };
+    let ctx = RunContext {
+        deadline,
+        check: def.config.name.clone(),
+        vars: Arc::clone(&env.vars),
+        state: Arc::clone(&env.state),
+    };
     // The run lives in its own task so that a panic is caught and a hang can be aborted.
     let handle = tokio::spawn(async move {
         let mut rec = Recorder::new(base);
@@ -76,8 +105,8 @@ pub async fn run_once(def: &CheckDef, base: Labels) -> Outcome {
         (res, rec.finish())
     });
     let abort = handle.abort_handle();
-    let (result, samples, detail) = match tokio::time::timeout_at(deadline, handle).await {
-        Ok(Ok((res, (samples, detail)))) => (res, samples, detail),
+    let (result, recorded) = match tokio::time::timeout_at(deadline, handle).await {
+        Ok(Ok((res, recorded))) => (res, recorded),
         Ok(Err(join)) => {
             let msg = if join.is_panic() {
                 let p = join.into_panic();
@@ -92,8 +121,7 @@ pub async fn run_once(def: &CheckDef, base: Labels) -> Outcome {
             };
             (
                 Err(CheckError::new(Reason::Internal, msg)),
-                Vec::new(),
-                None,
+                Recorded::default(),
             )
         }
         Err(_) => {
@@ -102,15 +130,19 @@ pub async fn run_once(def: &CheckDef, base: Labels) -> Outcome {
                 "timed out after {}",
                 crate::config::types::PromDuration(def.config.timeout)
             );
-            (Err(CheckError::new(Reason::Timeout, msg)), Vec::new(), None)
+            (
+                Err(CheckError::new(Reason::Timeout, msg)),
+                Recorded::default(),
+            )
         }
     };
     Outcome {
         success: result.is_ok(),
         duration: started.elapsed(),
         error: result.err(),
-        samples,
-        detail,
+        samples: recorded.samples,
+        detail: recorded.detail,
+        exports: recorded.exports,
     }
 }
 
@@ -292,6 +324,7 @@ pub struct Scheduler {
     root: CancellationToken,
     tracker: TaskTracker,
     dep_bases: DependencyBases,
+    env: Env,
 }
 
 impl Scheduler {
@@ -300,6 +333,7 @@ impl Scheduler {
         store: Arc<Store>,
         board: Arc<StatusBoard>,
         telemetry: Arc<Telemetry>,
+        env: Env,
         root: CancellationToken,
     ) -> Self {
         Scheduler {
@@ -312,6 +346,7 @@ impl Scheduler {
             root,
             tracker: TaskTracker::new(),
             dep_bases: DependencyBases::default(),
+            env,
         }
     }
 
@@ -343,6 +378,7 @@ impl Scheduler {
             if !keep && let Some(r) = self.running.remove(&name) {
                 r.token.cancel();
                 if !wanted.contains_key(name.as_str()) {
+                    self.env.vars.remove(&name);
                     self.store.remove_owner(&name, ts);
                     self.store.remove_owner(&deps_owner(&name), ts);
                 }
@@ -363,6 +399,7 @@ impl Scheduler {
                 semaphore: Arc::clone(&self.semaphore),
                 token: token.clone(),
                 dep_bases: Arc::clone(&self.dep_bases),
+                env: self.env.clone(),
             };
             let span = tracing::info_span!("check", check = %def.config.name, kind = def.config.spec.kind());
             self.tracker.spawn(task.run().instrument(span));
@@ -428,6 +465,7 @@ struct CheckTask {
     semaphore: Arc<Semaphore>,
     token: CancellationToken,
     dep_bases: DependencyBases,
+    env: Env,
 }
 
 impl CheckTask {
@@ -455,8 +493,9 @@ impl CheckTask {
             self.telemetry.observe_schedule_delay(delay);
             let outcome = tokio::select! {
                 () = self.token.cancelled() => return,
-                o = run_once(&self.def, self.base.clone()) => o,
+                o = run_once(&self.def, self.base.clone(), &self.env) => o,
             };
+            self.env.vars.merge(&self.def.config.name, &outcome.exports);
             drop(permit);
             let ts = now_ms();
             if let Some(e) = &outcome.error {

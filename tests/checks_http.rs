@@ -95,13 +95,12 @@ fn build(config: Value) -> HttpCheck {
 
 async fn run_with(check: &HttpCheck, timeout: Duration) -> Run {
     let start = Instant::now();
-    let ctx = RunContext {
-        deadline: start + timeout,
-    };
+    let ctx = RunContext::standalone(start + timeout);
     let mut rec = Recorder::new(Labels::from_pairs([("check", "test"), ("kind", "http")]));
     let result = check.run(&ctx, &mut rec).await;
     let elapsed = start.elapsed();
-    let (samples, detail) = rec.finish();
+    let recorded = rec.finish();
+    let (samples, detail) = (recorded.samples, recorded.detail);
     let run = Run {
         result,
         samples,

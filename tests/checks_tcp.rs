@@ -82,13 +82,12 @@ fn build(config: Value) -> TcpCheck {
 async fn run_with(config: Value, timeout: Duration) -> Run {
     let check = build(config);
     let start = Instant::now();
-    let ctx = RunContext {
-        deadline: start + timeout,
-    };
+    let ctx = RunContext::standalone(start + timeout);
     let mut rec = Recorder::new(Labels::from_pairs([("check", "test"), ("kind", "tcp")]));
     let result = check.run(&ctx, &mut rec).await;
     let elapsed = start.elapsed();
-    let (samples, detail) = rec.finish();
+    let recorded = rec.finish();
+    let (samples, detail) = (recorded.samples, recorded.detail);
     let run = Run {
         result,
         samples,

@@ -14,6 +14,7 @@ async fn embedded_config_metrics_pass_promtool_and_cover_the_ten_services() {
     let running = app::start(Options {
         config: ConfigSource::Embedded,
         listen: "127.0.0.1:0".into(),
+        storage: None,
     })
     .await
     .expect("start on the embedded config");
@@ -95,6 +96,7 @@ async fn failure_reasons_and_dependency_flags_are_series() {
     let running = app::start(Options {
         config: ConfigSource::File(path),
         listen: "127.0.0.1:0".into(),
+        storage: None,
     })
     .await
     .expect("start");
@@ -165,6 +167,7 @@ async fn every_exposed_series_is_documented() {
     let running = app::start(Options {
         config: ConfigSource::File(path),
         listen: "127.0.0.1:0".into(),
+        storage: None,
     })
     .await
     .expect("start");

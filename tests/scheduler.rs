@@ -8,7 +8,7 @@ use std::time::Duration;
 use harena_exporter::app::{self, Options};
 use harena_exporter::config::{self, ConfigSource};
 use harena_exporter::model::Labels;
-use harena_exporter::scheduler::{base_labels, run_once};
+use harena_exporter::scheduler::{Env, base_labels, run_once};
 
 use common::*;
 
@@ -20,7 +20,8 @@ async fn a_hung_target_is_ended_at_its_timeout() {
     );
     let cfg = config::parse(ConfigSource::Embedded, &yaml).expect("valid config");
     let def = &cfg.checks[0];
-    let out = run_once(def, base_labels(def, &cfg.global.labels)).await;
+    let env = Env::in_memory().expect("state");
+    let out = run_once(def, base_labels(def, &cfg.global.labels), &env).await;
     assert!(!out.success);
     let err = out.error.expect("an error");
     assert_eq!(err.reason.as_str(), "timeout", "{}", err.detail);
@@ -49,6 +50,7 @@ async fn one_hung_target_does_not_delay_fifty_healthy_ones() {
     let running = app::start(Options {
         config: ConfigSource::File(path),
         listen: "127.0.0.1:0".into(),
+        storage: None,
     })
     .await
     .expect("start");
@@ -99,6 +101,7 @@ async fn reload_keeps_unchanged_checks_and_drops_removed_series() {
     let running = app::start(Options {
         config: ConfigSource::File(path.clone()),
         listen: "127.0.0.1:0".into(),
+        storage: None,
     })
     .await
     .expect("start");

@@ -6,9 +6,10 @@
 //! `harena_<kind>_*` samples through the [`Recorder`] and returns `Ok` or a
 //! [`CheckError`] whose [`Reason`] is the only thing that becomes a label.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -117,6 +118,18 @@ pub struct Recorder {
     base: Labels,
     samples: Vec<Sample>,
     detail: Option<String>,
+    exports: BTreeMap<String, String>,
+}
+
+/// What a run left behind besides its result.
+#[derive(Debug, Default, Clone)]
+pub struct Recorded {
+    /// The kind's samples.
+    pub samples: Vec<Sample>,
+    /// Success summary.
+    pub detail: Option<String>,
+    /// Values other checks may use as `{check.key}` (e.g. `{tunnel.hostname}`).
+    pub exports: BTreeMap<String, String>,
 }
 
 impl Recorder {
@@ -126,6 +139,7 @@ impl Recorder {
             base,
             samples: Vec::new(),
             detail: None,
+            exports: BTreeMap::new(),
         }
     }
 
@@ -152,10 +166,101 @@ impl Recorder {
         &self.base
     }
 
-    /// Takes the recorded samples and detail.
-    pub fn finish(self) -> (Vec<Sample>, Option<String>) {
-        (self.samples, self.detail)
+    /// Publishes a value that other checks can use as `{<this check>.<key>}`.
+    /// A run that exports nothing keeps the check's previous values.
+    pub fn export(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.exports.insert(key.into(), value.into());
     }
+
+    /// Takes what the run recorded.
+    pub fn finish(self) -> Recorded {
+        Recorded {
+            samples: self.samples,
+            detail: self.detail,
+            exports: self.exports,
+        }
+    }
+}
+
+/// Values that checks export for other checks: `{tunnel.hostname}` in a URL.
+#[derive(Debug, Default)]
+pub struct Vars {
+    inner: RwLock<HashMap<String, BTreeMap<String, String>>>,
+}
+
+impl Vars {
+    /// One value.
+    pub fn get(&self, check: &str, key: &str) -> Option<String> {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(check)
+            .and_then(|m| m.get(key))
+            .cloned()
+    }
+
+    /// Merges a run's exports into the check's values.
+    pub fn merge(&self, check: &str, values: &BTreeMap<String, String>) {
+        if values.is_empty() {
+            return;
+        }
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let entry = inner.entry(check.to_string()).or_default();
+        for (k, v) in values {
+            entry.insert(k.clone(), v.clone());
+        }
+    }
+
+    /// Forgets a check's values (it was removed by a reload).
+    pub fn remove(&self, check: &str) {
+        self.inner
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(check);
+    }
+
+    /// Expands every `{check.key}` in `template`.
+    ///
+    /// # Errors
+    /// The first placeholder with no value yet, as `check.key`.
+    pub fn expand(&self, template: &str) -> Result<String, String> {
+        let mut out = String::with_capacity(template.len());
+        let mut rest = template;
+        while let Some(start) = rest.find('{') {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 1..];
+            let Some(end) = after.find('}') else {
+                out.push_str(&rest[start..]);
+                return Ok(out);
+            };
+            let name = &after[..end];
+            match name.split_once('.') {
+                Some((check, key)) => match self.get(check, key) {
+                    Some(v) => out.push_str(&v),
+                    None => return Err(name.to_string()),
+                },
+                None => return Err(name.to_string()),
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+/// The `{check.key}` placeholders of a template, as `(check, key)`.
+pub fn placeholders(template: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('}') else { break };
+        if let Some((c, k)) = after[..end].split_once('.') {
+            out.push((c.to_string(), k.to_string()));
+        }
+        rest = &after[end + 1..];
+    }
+    out
 }
 
 /// Declares a static metric description as an `Arc`, built once.
@@ -202,6 +307,26 @@ impl BuildError {
 pub struct RunContext {
     /// When the run must be over; the scheduler enforces it too.
     pub deadline: tokio::time::Instant,
+    /// The check's name (for state keys and messages).
+    pub check: String,
+    /// Values exported by other checks (`{tunnel.hostname}`).
+    pub vars: Arc<Vars>,
+    /// The state file, for facts that must survive a restart.
+    pub state: Arc<crate::state::State>,
+}
+
+impl RunContext {
+    /// A context with no other check and in-memory state (tests, one-shot tools).
+    pub fn standalone(deadline: tokio::time::Instant) -> Self {
+        RunContext {
+            deadline,
+            check: "standalone".into(),
+            vars: Arc::new(Vars::default()),
+            state: Arc::new(
+                crate::state::State::in_memory().expect("an in-memory SQLite database opens"),
+            ),
+        }
+    }
 }
 
 /// One kind of check.
@@ -325,4 +450,10 @@ pub const COMMON_KEYS: &[&str] = &[
 checks! {
     "http" => http::HttpCheck,
     "tcp" => tcp::TcpCheck,
+    "postgres" => postgres::PostgresCheck,
+    "redis" => redis::RedisCheck,
+    "elasticsearch" => elasticsearch::ElasticsearchCheck,
+    "tunnel" => tunnel::TunnelCheck,
+    "backup_files" => backup_files::BackupFilesCheck,
+    "docker" => docker::DockerCheck,
 }

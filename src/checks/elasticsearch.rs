@@ -1,0 +1,21 @@
+// STUB: replaced by the real module.
+#![allow(missing_docs, unused)]
+use super::*;
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct ElasticsearchConfig {}
+pub struct ElasticsearchCheck;
+impl Check for ElasticsearchCheck {
+    type Config = ElasticsearchConfig;
+    const KIND: &'static str = "elasticsearch";
+    const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+    const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    fn build(config: &Self::Config) -> Result<Self, BuildError> {
+        Ok(ElasticsearchCheck)
+    }
+    fn target(&self) -> String {
+        String::new()
+    }
+    async fn run(&self, ctx: &RunContext, rec: &mut Recorder) -> Result<(), CheckError> {
+        Err(CheckError::new(Reason::Internal, "not implemented"))
+    }
+}

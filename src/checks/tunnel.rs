@@ -1,0 +1,21 @@
+// STUB: replaced by the real module.
+#![allow(missing_docs, unused)]
+use super::*;
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct TunnelConfig {}
+pub struct TunnelCheck;
+impl Check for TunnelCheck {
+    type Config = TunnelConfig;
+    const KIND: &'static str = "tunnel";
+    const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+    const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    fn build(config: &Self::Config) -> Result<Self, BuildError> {
+        Ok(TunnelCheck)
+    }
+    fn target(&self) -> String {
+        String::new()
+    }
+    async fn run(&self, ctx: &RunContext, rec: &mut Recorder) -> Result<(), CheckError> {
+        Err(CheckError::new(Reason::Internal, "not implemented"))
+    }
+}
