@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests talk to (real peers, never mocks).
 apt_needed=()
 command -v promtool >/dev/null 2>&1 || apt_needed+=(prometheus)
+command -v redis-server >/dev/null 2>&1 || apt_needed+=(redis-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_needed+=(postgresql)
 if ((${#apt_needed[@]})); then
     echo "test.sh: installing ${apt_needed[*]}" >&2
     if [ "$(id -u)" != 0 ]; then

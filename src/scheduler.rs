@@ -98,15 +98,39 @@ pub async fn run_once(def: &CheckDef, base: Labels, env: &Env) -> Outcome {
         vars: Arc::clone(&env.vars),
         state: Arc::clone(&env.state),
     };
-    // The run lives in its own task so that a panic is caught and a hang can be aborted.
-    let handle = tokio::spawn(async move {
+    let run = isolated(deadline, def.config.timeout, async move {
         let mut rec = Recorder::new(base);
         let res = check.run(&ctx, &mut rec).await;
         (res, rec.finish())
     });
+    let (result, recorded) = match run.await {
+        Ok((res, recorded)) => (res, recorded),
+        Err(e) => (Err(e), Recorded::default()),
+    };
+    Outcome {
+        success: result.is_ok(),
+        duration: started.elapsed(),
+        error: result.err(),
+        samples: recorded.samples,
+        detail: recorded.detail,
+        exports: recorded.exports,
+    }
+}
+
+/// Runs `fut` in its own task, so that a panic is caught (reason `internal`) and a
+/// hang is aborted at `deadline` (reason `timeout`).
+///
+/// # Errors
+/// The panic or the timeout.
+pub async fn isolated<T: Send + 'static>(
+    deadline: Instant,
+    timeout: Duration,
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, CheckError> {
+    let handle = tokio::spawn(fut);
     let abort = handle.abort_handle();
-    let (result, recorded) = match tokio::time::timeout_at(deadline, handle).await {
-        Ok(Ok((res, recorded))) => (res, recorded),
+    match tokio::time::timeout_at(deadline, handle).await {
+        Ok(Ok(v)) => Ok(v),
         Ok(Err(join)) => {
             let msg = if join.is_panic() {
                 let p = join.into_panic();
@@ -119,30 +143,18 @@ pub async fn run_once(def: &CheckDef, base: Labels, env: &Env) -> Outcome {
             } else {
                 "check task was cancelled".to_string()
             };
-            (
-                Err(CheckError::new(Reason::Internal, msg)),
-                Recorded::default(),
-            )
+            Err(CheckError::new(Reason::Internal, msg))
         }
         Err(_) => {
             abort.abort();
-            let msg = format!(
-                "timed out after {}",
-                crate::config::types::PromDuration(def.config.timeout)
-            );
-            (
-                Err(CheckError::new(Reason::Timeout, msg)),
-                Recorded::default(),
-            )
+            Err(CheckError::new(
+                Reason::Timeout,
+                format!(
+                    "timed out after {}",
+                    crate::config::types::PromDuration(timeout)
+                ),
+            ))
         }
-    };
-    Outcome {
-        success: result.is_ok(),
-        duration: started.elapsed(),
-        error: result.err(),
-        samples: recorded.samples,
-        detail: recorded.detail,
-        exports: recorded.exports,
     }
 }
 
@@ -590,6 +602,24 @@ impl CheckTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panic_becomes_internal_and_a_hang_a_timeout() {
+        let d = Duration::from_millis(200);
+        let e = isolated(Instant::now() + d, d, async { panic!("boom") })
+            .await
+            .map(|()| ())
+            .expect_err("the panic is caught");
+        assert_eq!(e.reason, Reason::Internal);
+        assert_eq!(e.detail, "check panicked: boom");
+        let started = Instant::now();
+        let e = isolated(Instant::now() + d, d, std::future::pending::<()>())
+            .await
+            .expect_err("the hang is cut");
+        assert_eq!(e.reason, Reason::Timeout);
+        assert!(started.elapsed() < Duration::from_millis(400));
+        assert_eq!(isolated(Instant::now() + d, d, async { 7 }).await, Ok(7));
+    }
 
     #[test]
     fn jitter_is_stable_and_inside_the_interval() {

@@ -349,6 +349,12 @@ pub trait Check: Sized + Send + Sync + 'static {
     /// The target, for logs and the `check` table (no secret in it).
     fn target(&self) -> String;
 
+    /// The `{check.key}` placeholders the config uses (checked at load: the check must
+    /// exist). Default: none.
+    fn placeholders(_config: &Self::Config) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Runs once, recording samples; `Ok` means the target is healthy.
     fn run(
         &self,
@@ -398,6 +404,13 @@ macro_rules! checks {
             pub fn defaults(&self) -> (Duration, Duration) {
                 match self {
                     $(CheckSpec::$ty(_) => ($module::$ty::DEFAULT_INTERVAL, $module::$ty::DEFAULT_TIMEOUT),)+
+                }
+            }
+
+            /// The `{check.key}` placeholders of the config.
+            pub fn placeholders(&self) -> Vec<(String, String)> {
+                match self {
+                    $(CheckSpec::$ty(c) => $module::$ty::placeholders(c),)+
                 }
             }
 

@@ -460,6 +460,28 @@ fn validate_checks(cx: &mut Context, checks: &[Parsed<'_>]) {
             }
         }
     }
+    // `{check.key}` placeholders name an existing check other than the one using them.
+    for p in checks {
+        for (check, key) in p.config.spec.placeholders() {
+            let msg = if check == p.config.name {
+                Some(format!(
+                    "{{{check}.{key}}}: a check cannot use its own value"
+                ))
+            } else if !seen.contains_key(check.as_str()) {
+                Some(match suggest(&check, &names) {
+                    Some(s) => {
+                        format!("{{{check}.{key}}}: unknown check {check:?}, did you mean {s:?}?")
+                    }
+                    None => format!("{{{check}.{key}}}: unknown check {check:?}"),
+                })
+            } else {
+                None
+            };
+            if let Some(msg) = msg {
+                cx.error(p.node, &format!("checks[{}]", p.index), msg);
+            }
+        }
+    }
     if let Some(cycle) = find_cycle(checks.iter().map(|p| &p.config))
         && let Some(p) = checks.iter().find(|p| p.config.name == cycle[0])
     {
