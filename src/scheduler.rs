@@ -608,7 +608,6 @@ mod tests {
         let d = Duration::from_millis(200);
         let e = isolated(Instant::now() + d, d, async { panic!("boom") })
             .await
-            .map(|()| ())
             .expect_err("the panic is caught");
         assert_eq!(e.reason, Reason::Internal);
         assert_eq!(e.detail, "check panicked: boom");
