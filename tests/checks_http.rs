@@ -1,12 +1,13 @@
 //! The `http` check against real servers on 127.0.0.1: a hand-rolled HTTP/1.1 server,
 //! plain and behind tokio-rustls with certificates made by rcgen.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use harena_exporter::checks::http::{HttpCheck, HttpConfig};
-use harena_exporter::checks::{Check, CheckError, Reason, Recorder, RunContext};
+use harena_exporter::checks::{Check, CheckError, Reason, Recorder, RunContext, Vars};
 use harena_exporter::model::{Labels, Sample};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
@@ -94,8 +95,11 @@ fn build(config: Value) -> HttpCheck {
 }
 
 async fn run_with(check: &HttpCheck, timeout: Duration) -> Run {
+    run_in(check, RunContext::standalone(Instant::now() + timeout)).await
+}
+
+async fn run_in(check: &HttpCheck, ctx: RunContext) -> Run {
     let start = Instant::now();
-    let ctx = RunContext::standalone(start + timeout);
     let mut rec = Recorder::new(Labels::from_pairs([("check", "test"), ("kind", "http")]));
     let result = check.run(&ctx, &mut rec).await;
     let elapsed = start.elapsed();
@@ -815,4 +819,115 @@ fn kind_and_defaults() {
         build(json!({"url": "http://127.0.0.1:1/x"})).target(),
         "http://127.0.0.1:1/x"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// URL templates: `{check.key}` filled from another check's exports at every run.
+
+fn vars_with(check: &str, key: &str, value: &str) -> Arc<Vars> {
+    let vars = Arc::new(Vars::default());
+    set_var(&vars, check, key, value);
+    vars
+}
+
+fn set_var(vars: &Vars, check: &str, key: &str, value: &str) {
+    vars.merge(
+        check,
+        &BTreeMap::from([(key.to_string(), value.to_string())]),
+    );
+}
+
+async fn run_vars(check: &HttpCheck, vars: &Arc<Vars>) -> Run {
+    let mut ctx = RunContext::standalone(Instant::now() + TIMEOUT);
+    ctx.vars = Arc::clone(vars);
+    run_in(check, ctx).await
+}
+
+#[tokio::test]
+async fn url_template_follows_the_exported_value() {
+    let a = serve(|_| response(200, &[], "a")).await;
+    let b = serve(|_| response(200, &[], "b")).await;
+    let check = build(json!({"url": "http://{t.hostname}/health"}));
+    assert_eq!(check.target(), "http://{t.hostname}/health");
+
+    let vars = vars_with("t", "hostname", &a.addr.to_string());
+    let r = run_vars(&check, &vars).await;
+    r.assert_ok();
+    let detail = r.detail.clone().unwrap();
+    assert!(
+        detail.ends_with(&format!("(url http://{}/health)", a.addr)),
+        "{detail}"
+    );
+    assert_eq!(a.requests().len(), 1);
+    assert_eq!(a.requests()[0].path, "/health");
+    assert_eq!(
+        a.requests()[0].header("host"),
+        Some(a.addr.to_string().as_str())
+    );
+
+    // The tunnel restarted: the next run goes to the new value, no reload, no cache.
+    set_var(&vars, "t", "hostname", &b.addr.to_string());
+    let r = run_vars(&check, &vars).await;
+    r.assert_ok();
+    assert_eq!(a.requests().len(), 1);
+    assert_eq!(b.requests().len(), 1);
+
+    // A failure says which URL was used.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    set_var(&vars, "t", "hostname", &addr.to_string());
+    let r = run_vars(&check, &vars).await;
+    r.assert_fails(Reason::Refused, &format!("(url http://{addr}/health)"));
+}
+
+#[tokio::test]
+async fn url_template_without_a_value_is_missing() {
+    let check = build(json!({"url": "https://{tunnel.hostname}/health"}));
+    let r = run_vars(&check, &Arc::new(Vars::default())).await;
+    r.assert_fails(Reason::Missing, "no value yet for {tunnel.hostname}");
+    assert_eq!(r.value("harena_http_status_code", &[]), None);
+
+    // Another key of the same check is not this one.
+    let vars = vars_with("tunnel", "url", "https://x.trycloudflare.com");
+    let r = run_vars(&check, &vars).await;
+    r.assert_fails(Reason::Missing, "no value yet for {tunnel.hostname}");
+
+    // A value that makes no usable URL is no usable value.
+    let vars = vars_with("tunnel", "hostname", "bad host");
+    let r = run_vars(&check, &vars).await;
+    r.assert_fails(
+        Reason::Missing,
+        "expand url https://{tunnel.hostname}/health",
+    );
+    let vars = vars_with("tunnel", "hostname", "user@evil.example");
+    let r = run_vars(&check, &vars).await;
+    r.assert_fails(Reason::Missing, "user info");
+}
+
+#[tokio::test]
+async fn url_template_errors_are_config_errors() {
+    for (url, needle) in [
+        ("https://{tunnel}/health", "invalid placeholder {tunnel}"),
+        ("https://{tunnel.hostname/health", "'{' without '}'"),
+        ("https://tunnel.hostname}/health", "'}' without '{'"),
+        ("https://{1tunnel.hostname}/", "invalid placeholder"),
+        ("https://{tunnel.host name}/", "invalid placeholder"),
+        ("https://{t.h}:x/", "bad port"),
+        ("ftp://{t.h}/", "scheme"),
+    ] {
+        let e = serde_json::from_value::<HttpConfig>(json!({"url": url})).unwrap_err();
+        assert!(e.to_string().contains(needle), "{url}: {e}");
+    }
+    let c: HttpConfig =
+        serde_json::from_value(json!({"url": "http://{a.host}:{b.port}/{c-1.path_x}"})).unwrap();
+    assert_eq!(
+        c.placeholders(),
+        [
+            ("a".to_string(), "host".to_string()),
+            ("b".to_string(), "port".to_string()),
+            ("c-1".to_string(), "path_x".to_string())
+        ]
+    );
+    assert!(HttpCheck::build(&c).is_ok());
 }

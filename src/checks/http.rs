@@ -5,7 +5,13 @@
 //! resolve (`dns`) → `connect` → `tls` (https only) → `processing` (request sent until
 //! the response headers arrived) → `transfer` (reading the body). Redirects are followed
 //! by hand too, at most [`MAX_REDIRECTS`] of them, and the phases are summed over hops.
+//!
+//! The URL may name another check's result, as in `https://{tunnel.hostname}/health`:
+//! it is expanded at every run from [`RunContext::vars`], so the check follows a value
+//! that changes (the quick tunnel's hostname) without a reload. [`client`] offers the
+//! same client, without the judging, to checks that read an HTTP API.
 
+pub mod client;
 pub mod json_expect;
 
 use std::collections::BTreeMap;
@@ -98,7 +104,10 @@ const SHOWN_CHARS: usize = 80;
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// The URL to request, `http://` or `https://`. Required. It carries no password:
-    /// use `basic_auth`. Example: `url: https://harena.example/health`.
+    /// use `basic_auth`. It may name a value another check exports, as `{check.key}` in
+    /// the host, port or path, expanded at every run; while that value is not known yet
+    /// the check fails with reason `missing`. Example: `url: https://harena.example/health`,
+    /// `url: https://{tunnel.hostname}/health`.
     #[serde(deserialize_with = "de_url")]
     pub url: SafeUrl,
     /// The request method. Default `GET`. Example: `method: POST`.
@@ -177,8 +186,98 @@ fn default_max_body_bytes() -> u64 {
 fn de_url<'de, D: Deserializer<'de>>(d: D) -> Result<SafeUrl, D::Error> {
     let text = String::deserialize(d)?;
     let url = SafeUrl::parse(&text, &["http", "https"]).map_err(D::Error::custom)?;
-    Target::parse(&text).map_err(D::Error::custom)?;
+    UrlSpec::parse(&text).map_err(D::Error::custom)?;
     Ok(url)
+}
+
+impl HttpConfig {
+    /// The `{check.key}` placeholders of `url`, as `(check, key)`: the checks this one
+    /// takes its target from.
+    pub fn placeholders(&self) -> Vec<(String, String)> {
+        super::placeholders(&self.url.0)
+    }
+}
+
+/// What stands in for a placeholder while a template URL is checked at load: valid as a
+/// host, a port and a path segment alike.
+const PLACEHOLDER_DUMMY: &str = "1";
+
+/// Checks the braces of a URL template: each `{` opens a `{check.key}` placeholder.
+/// Returns the text with every placeholder replaced by [`PLACEHOLDER_DUMMY`], or `None`
+/// when there is none.
+fn fill_placeholders(text: &str) -> Result<Option<String>, String> {
+    let is_key = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut found = false;
+    while let Some(start) = rest.find(['{', '}']) {
+        if rest[start..].starts_with('}') {
+            return Err(format!(
+                "invalid URL {text:?}: '}}' without '{{'; percent-encode a literal brace as %7D"
+            ));
+        }
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let end = after.find('}').ok_or_else(|| {
+            format!(
+                "invalid URL {text:?}: '{{' without '}}'; write a placeholder as {{check.key}}, or percent-encode a literal brace as %7B"
+            )
+        })?;
+        let name = &after[..end];
+        match name.split_once('.') {
+            Some((check, key)) if crate::config::valid_check_name(check) && is_key(key) => {}
+            _ => {
+                return Err(format!(
+                    "invalid placeholder {{{name}}} in URL {text:?}: write {{check.key}}, like {{tunnel.hostname}}"
+                ));
+            }
+        }
+        out.push_str(PLACEHOLDER_DUMMY);
+        found = true;
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(found.then_some(out))
+}
+
+/// The configured URL: fixed, or a template expanded at every run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum UrlSpec {
+    Fixed(Target),
+    Template(String),
+}
+
+impl UrlSpec {
+    fn parse(text: &str) -> Result<UrlSpec, String> {
+        match fill_placeholders(text)? {
+            None => Target::parse(text).map(UrlSpec::Fixed),
+            Some(filled) => {
+                Target::parse(&filled)?;
+                Ok(UrlSpec::Template(text.to_string()))
+            }
+        }
+    }
+
+    /// The URL of this run.
+    fn resolve(&self, vars: &super::Vars) -> Result<Target, CheckError> {
+        match self {
+            UrlSpec::Fixed(t) => Ok(t.clone()),
+            UrlSpec::Template(template) => {
+                let text = vars.expand(template).map_err(|name| {
+                    CheckError::new(Reason::Missing, format!("no value yet for {{{name}}}"))
+                })?;
+                // The value comes from another check: a URL that is not usable means
+                // there is no usable value yet.
+                Target::parse(&text).map_err(|e| {
+                    CheckError::new(Reason::Missing, format!("expand url {template}: {e}"))
+                })
+            }
+        }
+    }
 }
 
 fn de_method<'de, D: Deserializer<'de>>(d: D) -> Result<Method, D::Error> {
@@ -374,7 +473,7 @@ pub struct HttpCheck {
 #[derive(Debug)]
 struct Inner {
     url_text: String,
-    url: Target,
+    url: UrlSpec,
     method: Method,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Option<Bytes>,
@@ -428,17 +527,14 @@ impl Check for HttpCheck {
     const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
     fn build(config: &HttpConfig) -> Result<Self, BuildError> {
-        let url = Target::parse(&config.url.0).map_err(|e| BuildError::new("url", e))?;
+        let url = UrlSpec::parse(&config.url.0).map_err(|e| BuildError::new("url", e))?;
         let tls = net::client_config(&config.tls_config)?;
-        let server_name = config
-            .tls_config
-            .server_name
-            .as_deref()
-            .map(net::server_name)
-            .transpose()
-            .map_err(|e| BuildError::new("tls_config.server_name", e))?;
-        if url.https && server_name.is_none() {
-            net::server_name(&url.host).map_err(|e| BuildError::new("url", e))?;
+        let server_name = tls_server_name(&config.tls_config)?;
+        // A template's host is only known at run time; it is checked then.
+        if let (UrlSpec::Fixed(url), None) = (&url, &server_name) {
+            if url.https {
+                net::server_name(&url.host).map_err(|e| BuildError::new("url", e))?;
+            }
         }
         let mut headers = Vec::new();
         for (name, value) in &config.headers {
@@ -449,21 +545,7 @@ impl Check for HttpCheck {
                 .map_err(|_| BuildError::new(field(), "invalid header value"))?;
             headers.push((name, value));
         }
-        let basic_auth = match &config.basic_auth {
-            None => None,
-            Some(auth) => {
-                if auth.username.contains(':') {
-                    return Err(BuildError::new(
-                        "basic_auth.username",
-                        "a basic auth user name cannot contain ':'",
-                    ));
-                }
-                let source = auth
-                    .source()
-                    .map_err(|e| BuildError::new("basic_auth", e))?;
-                Some((auth.username.clone(), source))
-            }
-        };
+        let basic_auth = basic_auth_source(config.basic_auth.as_ref())?;
         Ok(HttpCheck {
             inner: Box::new(Inner {
                 url_text: config.url.0.clone(),
@@ -494,6 +576,10 @@ impl Check for HttpCheck {
         })
     }
 
+    fn placeholders(config: &HttpConfig) -> Vec<(String, String)> {
+        config.placeholders()
+    }
+
     fn target(&self) -> String {
         self.inner.url_text.clone()
     }
@@ -501,7 +587,24 @@ impl Check for HttpCheck {
     async fn run(&self, ctx: &RunContext, rec: &mut Recorder) -> Result<(), CheckError> {
         let start = Instant::now();
         let mut p = Progress::default();
-        let result = self.inner.probe(ctx.deadline, &mut p).await;
+        // Expanded at every run, so that the check follows a value that changes.
+        let resolved = self.inner.url.resolve(&ctx.vars);
+        let result = match &resolved {
+            Ok(url) => self.inner.probe(url, ctx.deadline, &mut p).await,
+            Err(e) => Err(e.clone()),
+        };
+        // With a template, say which URL this run used.
+        let used = match (&self.inner.url, &resolved) {
+            (UrlSpec::Template(_), Ok(url)) => Some(url.url()),
+            _ => None,
+        };
+        let result = match (result, &used) {
+            (Err(mut e), Some(url)) => {
+                let _ = write!(e.detail, " (url {url})");
+                Err(e)
+            }
+            (result, _) => result,
+        };
         for (phase, d) in PHASES.iter().zip(p.phases) {
             rec.record(&DURATION, &[("phase", phase)], d.as_secs_f64());
         }
@@ -521,10 +624,42 @@ impl Check for HttpCheck {
             rec.record(&TLS_CERT_EXPIRY, &[], not_after as f64);
         }
         if result.is_ok() {
-            rec.set_detail(success_detail(&p, start.elapsed()));
+            let mut detail = success_detail(&p, start.elapsed());
+            if let Some(url) = used {
+                let _ = write!(detail, " (url {url})");
+            }
+            rec.set_detail(detail);
         }
         result
     }
+}
+
+/// The TLS server name configured in `tls_config.server_name`, checked.
+fn tls_server_name(tls: &TlsConfig) -> Result<Option<ServerName<'static>>, BuildError> {
+    tls.server_name
+        .as_deref()
+        .map(net::server_name)
+        .transpose()
+        .map_err(|e| BuildError::new("tls_config.server_name", e))
+}
+
+/// The user name and the password's source of `basic_auth`, checked.
+fn basic_auth_source(
+    auth: Option<&BasicAuth>,
+) -> Result<Option<(String, SecretSource)>, BuildError> {
+    let Some(auth) = auth else {
+        return Ok(None);
+    };
+    if auth.username.contains(':') {
+        return Err(BuildError::new(
+            "basic_auth.username",
+            "a basic auth user name cannot contain ':'",
+        ));
+    }
+    let source = auth
+        .source()
+        .map_err(|e| BuildError::new("basic_auth", e))?;
+    Ok(Some((auth.username.clone(), source)))
 }
 
 /// A count as a gauge value (exact below 2^53).
@@ -624,20 +759,38 @@ impl Inner {
         Ok(Some(value))
     }
 
-    async fn probe(&self, deadline: Instant, p: &mut Progress) -> Result<(), CheckError> {
+    /// Requests `start` and judges the answer.
+    async fn probe(
+        &self,
+        start: &Target,
+        deadline: Instant,
+        p: &mut Progress,
+    ) -> Result<(), CheckError> {
+        let (status, body) = self.fetch(start, deadline, p).await?;
+        self.judge(status, &body, p.truncated)
+    }
+
+    /// Requests `start`, following redirects when configured; returns the last status
+    /// and at most `max_body_bytes` of its body.
+    async fn fetch(
+        &self,
+        start: &Target,
+        deadline: Instant,
+        p: &mut Progress,
+    ) -> Result<(StatusCode, Vec<u8>), CheckError> {
         let auth = self.authorization()?;
-        let mut target = self.url.clone();
+        let mut target = start.clone();
         let mut method = self.method.clone();
         let mut body = self.body.clone();
         loop {
-            let trusted = self.url.trusts(&target);
+            let trusted = start.trusts(&target);
             let request = self.request(&target, &method, body.as_ref(), trusted, auth.as_ref())?;
             let exchange = self.send(&target, trusted, request, deadline, p).await?;
             let status = exchange.response.status();
             p.status = Some(status);
             if !(self.follow_redirects && is_redirect(status)) {
                 let body = read_body(exchange, self.max_body_bytes, deadline, p).await?;
-                return self.judge(status, &body, p.truncated);
+                return Ok((status, body));
             }
             if p.redirects >= MAX_REDIRECTS {
                 return Err(protocol(format!(
@@ -982,6 +1135,43 @@ mod tests {
         ] {
             assert!(Target::parse(bad).is_err(), "{bad} should fail");
         }
+    }
+
+    #[test]
+    fn url_templates() {
+        assert_eq!(fill_placeholders("https://h/x"), Ok(None));
+        assert_eq!(
+            fill_placeholders("https://{tunnel.hostname}/health"),
+            Ok(Some("https://1/health".to_string()))
+        );
+        assert_eq!(
+            fill_placeholders("http://{a.host}:{a.port}/{b-c.p_1}"),
+            Ok(Some("http://1:1/1".to_string()))
+        );
+        for bad in [
+            "https://{tunnel}/",
+            "https://{.x}/",
+            "https://{1a.x}/",
+            "https://{a.}/",
+            "https://{a.b/",
+            "https://a}/",
+            "https://{a.b c}/",
+            "https://{{a.b}}/",
+        ] {
+            assert!(fill_placeholders(bad).is_err(), "{bad}");
+        }
+        let spec = UrlSpec::parse("https://{t.h}/x").unwrap();
+        assert_eq!(spec, UrlSpec::Template("https://{t.h}/x".to_string()));
+        let vars = crate::checks::Vars::default();
+        assert_eq!(spec.resolve(&vars).unwrap_err().reason, Reason::Missing);
+        vars.merge(
+            "t",
+            &BTreeMap::from([("h".to_string(), "H.example".to_string())]),
+        );
+        assert_eq!(
+            spec.resolve(&vars),
+            Ok(target(true, "H.example", 443, "/x"))
+        );
     }
 
     #[test]
