@@ -197,3 +197,40 @@ async fn every_exposed_series_is_documented() {
         );
     }
 }
+
+/// Every metric name declared in the source is documented in docs/metrics.md.
+#[test]
+fn every_declared_metric_is_documented() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md"))
+        .expect("read docs/metrics.md");
+    let mut files = vec![std::path::PathBuf::from(root)];
+    let mut names = Vec::new();
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            for e in std::fs::read_dir(&p).expect("read dir").flatten() {
+                files.push(e.path());
+            }
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&p).expect("read source");
+            let mut rest = text.as_str();
+            while let Some(i) = rest.find("\"harena_") {
+                let lit = &rest[i + 1..];
+                let end = lit.find('"').unwrap_or(0);
+                let name = &lit[..end];
+                if name.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !name.ends_with('_')
+                {
+                    names.push((p.display().to_string(), name.to_string()));
+                }
+                rest = &lit[end..];
+            }
+        }
+    }
+    assert!(names.len() > 20, "found the metric names in the source");
+    for (file, name) in names {
+        assert!(
+            docs.contains(&format!("`{name}")),
+            "{name} ({file}) is not in docs/metrics.md"
+        );
+    }
+}
