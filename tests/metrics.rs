@@ -213,16 +213,20 @@ fn every_declared_metric_is_documented() {
             }
         } else if p.extension().is_some_and(|e| e == "rs") {
             let text = std::fs::read_to_string(&p).expect("read source");
-            let mut rest = text.as_str();
-            while let Some(i) = rest.find("\"harena_") {
-                let lit = &rest[i + 1..];
-                let end = lit.find('"').unwrap_or(0);
-                let name = &lit[..end];
-                if name.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !name.ends_with('_')
-                {
-                    names.push((p.display().to_string(), name.to_string()));
+            // Metric declarations: `metric!(…, "harena_…", …)` and the self metrics'
+            // `Opts::new("harena_…"` / `Gauge::new("harena_…"`.
+            for marker in ["metric!(", "Opts::new(", "Gauge::new("] {
+                let mut rest = text.as_str();
+                while let Some(i) = rest.find(marker) {
+                    let decl = &rest[i..];
+                    let decl = &decl[..decl.find(';').unwrap_or(decl.len())];
+                    if let Some(j) = decl.find("\"harena_") {
+                        let lit = &decl[j + 1..];
+                        let name = &lit[..lit.find('"').unwrap_or(0)];
+                        names.push((p.display().to_string(), name.to_string()));
+                    }
+                    rest = &rest[i + marker.len()..];
                 }
-                rest = &lit[end..];
             }
         }
     }
