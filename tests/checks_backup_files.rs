@@ -241,7 +241,7 @@ async fn fresh_backup_passes_and_others_are_counted() {
     let r = run(config(p)).await;
     r.assert_ok();
     r.assert_filesystem_recorded();
-    assert_eq!(r.value("harena_backup_count"), Some(3.0));
+    assert_eq!(r.value("harena_backup_files"), Some(3.0));
     let size = std::fs::metadata(p.join(&today)).unwrap().len();
     #[allow(clippy::cast_precision_loss)]
     let size = size as f64;
@@ -311,7 +311,7 @@ async fn stale_backup_fails() {
     r.assert_fails(Reason::Stale, &format!("newest backup {name} is 3d"));
     r.assert_fails(Reason::Stale, "old, more than max_age 1d2h");
     // Everything known is still recorded.
-    assert_eq!(r.value("harena_backup_count"), Some(1.0));
+    assert_eq!(r.value("harena_backup_files"), Some(1.0));
     assert_eq!(r.value("harena_backup_truncated"), Some(0.0));
     assert!(r.value("harena_backup_size_bytes").unwrap() > 3000.0);
     r.assert_filesystem_recorded();
@@ -372,7 +372,7 @@ async fn empty_backup_is_a_body_mismatch() {
     r.assert_fails(Reason::BodyMismatch, "the dump was cut short");
     assert_eq!(r.value("harena_backup_size_bytes"), Some(0.0));
     assert_eq!(r.value("harena_backup_truncated"), Some(1.0));
-    assert_eq!(r.value("harena_backup_count"), Some(1.0));
+    assert_eq!(r.value("harena_backup_files"), Some(1.0));
 
     // Without the trailer requirement, only the size fails.
     let mut c = config(p);
@@ -462,7 +462,7 @@ async fn no_matching_file_is_missing() {
         Reason::Missing,
         &format!("find {}: no file matches {PATTERN}", p.display()),
     );
-    assert_eq!(r.value("harena_backup_count"), Some(0.0));
+    assert_eq!(r.value("harena_backup_files"), Some(0.0));
     assert_eq!(r.value("harena_backup_size_bytes"), None);
     assert_eq!(
         r.value("harena_backup_last_success_timestamp_seconds"),
@@ -515,7 +515,7 @@ async fn symlinked_backups_count() {
     .unwrap();
     let r = run(config(dir.path())).await;
     r.assert_ok();
-    assert_eq!(r.value("harena_backup_count"), Some(1.0));
+    assert_eq!(r.value("harena_backup_files"), Some(1.0));
 }
 
 #[tokio::test]
@@ -533,7 +533,7 @@ async fn other_patterns_carry_their_own_label() {
     }))
     .await;
     r.assert_ok();
-    assert_eq!(r.value("harena_backup_count"), Some(1.0));
+    assert_eq!(r.value("harena_backup_files"), Some(1.0));
     // Not asked for: not read.
     assert!(!r.detail.unwrap().contains("custom-format"));
 }

@@ -66,7 +66,7 @@ crate::metric!(
 crate::metric!(
     COUNT,
     gauge,
-    "harena_backup_count",
+    "harena_backup_files",
     "Number of files in the directory whose name matches the pattern."
 );
 crate::metric!(
