@@ -3,6 +3,7 @@
 #
 #   ./benches/http_probes.sh [--rate 200] [--seconds 60] [--schedule-checks 1000]
 #                            [--schedule-seconds 60] [--idle-seconds 600]
+#                            [--only rate|schedule|idle]
 #
 # 1. CPU per 1,000 probes and peak RSS: N http checks at a 1 s interval (N = rate)
 #    against a local target, and blackbox_exporter driven through /probe at the same
@@ -16,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RATE=200 SECONDS_RUN=60 SCHED_N=1000 SCHED_SECONDS=60 IDLE_SECONDS=600
+RATE=200 SECONDS_RUN=60 SCHED_N=1000 SCHED_SECONDS=60 IDLE_SECONDS=600 ONLY=all
 while [ $# -gt 0 ]; do
     case "$1" in
         --rate) RATE=$2; shift 2 ;;
@@ -24,6 +25,7 @@ while [ $# -gt 0 ]; do
         --schedule-checks) SCHED_N=$2; shift 2 ;;
         --schedule-seconds) SCHED_SECONDS=$2; shift 2 ;;
         --idle-seconds) IDLE_SECONDS=$2; shift 2 ;;
+        --only) ONLY=$2; shift 2 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -73,6 +75,9 @@ checks_config() { # n interval timeout
     done
 }
 
+want() { [ "$ONLY" = all ] || [ "$ONLY" = "$1" ]; }
+
+if want rate; then
 # --- 1a. harena-exporter at RATE probes/s ------------------------------------
 checks_config "$RATE" 1s 900ms > "$WORK/rate.yml"
 HP=$(free_port)
@@ -148,6 +153,9 @@ printf '%-28s %18s %14s %12s\n' "blackbox_exporter 0.23" "$b_ms" "$b_ms" "$b_rss
 awk -v h="$h_ms" -v b="$b_ms" -v hr="$h_rss" -v br="$b_rss" 'BEGIN { printf "ratio harena/blackbox: CPU %.2f, RSS %.2f\n", h / b, hr / br }'
 echo "(harena: $h_probes probes counted, healthy $ok; blackbox: $b_sent sent, $b_ok succeeded)"
 
+fi
+
+if want schedule; then
 # --- 2. schedule: SCHED_N checks at 1 s --------------------------------------
 checks_config "$SCHED_N" 1s 900ms > "$WORK/sched.yml"
 SP=$(free_port)
@@ -173,6 +181,9 @@ awk -v b0="$sb0" -v b1="$sb1" -v c0="$sc0" -v c1="$sc1" -v n="$SCHED_N" -v s="$S
         c1 - c0, n * s, 100 * (b1 - b0) / (c1 - c0), 100 * (cpu1 - cpu0) / s }'
 echo "peak RSS: $s_rss MB"
 
+fi
+
+if want idle; then
 # --- 3. idle: embedded default config -----------------------------------------
 IP=$(free_port)
 AWS_EC2_METADATA_DISABLED=true "$BIN" --web.listen-address "127.0.0.1:$IP" --log.level warn &
@@ -182,3 +193,4 @@ for _ in $(seq 1 "$IDLE_SECONDS"); do sleep 1; curl -s "http://127.0.0.1:$IP/met
 echo
 echo "== embedded default config for ${IDLE_SECONDS}s (scraped every second) =="
 echo "peak RSS: $(peak_rss_mb $IPID) MB"
+fi

@@ -2,18 +2,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .expect("run harena-exporter");
+    let out = command(args).output().expect("run harena-exporter");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into(),
@@ -145,57 +139,6 @@ fn default_config_prints_a_config_that_loads() {
 }
 
 /// Starts the binary on a free port; returns the child and its address.
-type Spawned = (
-    std::process::Child,
-    std::net::SocketAddr,
-    std::sync::mpsc::Receiver<String>,
-    String,
-);
-
-fn spawn_exporter(args: &[&str]) -> Spawned {
-    spawn_exporter_with(args, &[])
-}
-
-fn spawn_exporter_with(args: &[&str], envs: &[(&str, &str)]) -> Spawned {
-    let mut child = Command::new(bin())
-        .args(args)
-        .envs(envs.iter().copied())
-        .args(["--web.listen-address", "127.0.0.1:0"])
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start exporter");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200))
-            && line.contains("harena-exporter started")
-        {
-            let addr = line
-                .split_whitespace()
-                .find_map(|kv| kv.strip_prefix("address="))
-                .or_else(|| {
-                    line.split("\"address\":\"")
-                        .nth(1)
-                        .and_then(|s| s.split('"').next())
-                })
-                .expect("address in the start line");
-            let addr = addr.parse().expect("socket address");
-            return (child, addr, rx, line);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("exporter did not start");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_with_a_bad_config_keeps_running_and_sigterm_stops() {
     let ok = serve_status(200, "ok").await;
@@ -205,8 +148,9 @@ async fn sighup_with_a_bad_config_keeps_running_and_sigterm_stops() {
     );
     let path = write_file(dir.path(), "c.yml", &good);
     let p = path.to_string_lossy().to_string();
-    let (mut child, addr, logs, _) = spawn_exporter(&["--config.file", &p]);
-    let pid = i32::try_from(child.id()).expect("pid");
+    let mut exporter = Exporter::start(&["--config.file", &p], &[]);
+    let (addr, pid) = (exporter.addr, exporter.pid());
+    let logs = &exporter.logs;
 
     write_file(
         dir.path(),
@@ -246,7 +190,7 @@ async fn sighup_with_a_bad_config_keeps_running_and_sigterm_stops() {
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if let Some(status) = child.try_wait().expect("wait") {
+        if let Some(status) = exporter.child.try_wait().expect("wait") {
             assert!(status.success(), "exit status {status}");
             break;
         }
@@ -257,10 +201,11 @@ async fn sighup_with_a_bad_config_keeps_running_and_sigterm_stops() {
 
 #[test]
 fn json_logs_are_one_object_per_line() {
-    let (mut child, _addr, logs, start) = spawn_exporter(&["--log.format", "json"]);
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut lines: Vec<String> = logs.try_iter().collect();
+    let exporter = Exporter::start(&["--log.format", "json"], &[]);
+    let start = exporter.start_line.clone();
+    exporter.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut lines: Vec<String> = exporter.logs.try_iter().collect();
     lines.push(start);
     for l in &lines {
         let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
@@ -281,10 +226,11 @@ async fn secrets_never_leak() {
     );
     let cfg = write_file(dir.path(), "c.yml", &yaml);
     let p = cfg.to_string_lossy().to_string();
-    let (mut child, addr, logs, start) = spawn_exporter_with(
+    let mut exporter = Exporter::start(
         &["--config.file", &p, "--log.level", "trace"],
         &[("HARENA_TEST_SECRET", SECRET)],
     );
+    let (addr, start) = (exporter.addr, exporter.start_line.clone());
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let mut outputs = vec![start];
     for path in ["/metrics", "/", "/api/v1/checks"] {
@@ -297,7 +243,7 @@ async fn secrets_never_leak() {
     let checks = tokio::task::spawn_blocking(move || {
         let mut v = Vec::new();
         for format in ["table", "json"] {
-            let out = Command::new(bin())
+            let out = command(&[])
                 .args([
                     "check",
                     "--config.file",
@@ -323,10 +269,9 @@ async fn secrets_never_leak() {
         checks[0]
     );
     outputs.extend(checks);
-    // SAFETY: stopping our own child.
-    unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM) };
-    let _ = child.wait();
-    let log_lines: Vec<String> = logs.try_iter().collect();
+    exporter.signal(libc::SIGTERM);
+    let _ = exporter.child.wait();
+    let log_lines: Vec<String> = exporter.logs.try_iter().collect();
     assert!(log_lines.len() > 3, "trace logs were written");
     outputs.push(log_lines.join("\n"));
     for o in &outputs {

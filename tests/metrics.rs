@@ -9,22 +9,13 @@ use harena_exporter::config::ConfigSource;
 
 use common::*;
 
+/// The README's run command: the binary on its embedded config (in a subprocess, so
+/// that its AWS checks get an environment that cannot reach AWS).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_config_metrics_pass_promtool_and_cover_the_ten_services() {
-    let running = app::start(Options {
-        config: ConfigSource::Embedded,
-        listen: "127.0.0.1:0".into(),
-        storage: None,
-    })
-    .await
-    .expect("start on the embedded config");
-    let board = running.web.board.clone();
+    let running = Exporter::start(&[], &[]);
     assert!(
-        eventually(Duration::from_secs(15), || board
-            .snapshot()
-            .iter()
-            .all(|c| c.success.is_some()))
-        .await,
+        running.wait_all_ran(Duration::from_secs(15)).await,
         "every check ran once"
     );
     let (status, text) = http("GET", running.addr, "/metrics").await;
@@ -81,7 +72,6 @@ async fn embedded_config_metrics_pass_promtool_and_cover_the_ten_services() {
     let (s, body) = http("GET", running.addr, "/api/v1/checks").await;
     assert_eq!(s, 200);
     assert!(body.contains("\"name\":\"nginx\""), "{body}");
-    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -157,13 +157,11 @@ async fn check_against_the_test_bed_reports_every_check_rightly() {
     let envs = [
         ("TESTBED_PG_PASSWORD", PG_PASSWORD),
         ("TESTBED_WRONG_PASSWORD", "not-the-password"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
     ];
     let cfg_s = cfg.to_string_lossy().to_string();
     let (code, table, json, stderr) = tokio::task::spawn_blocking(move || {
         let run = |format: &str| {
-            Command::new(bin())
-                .args(["check", "--config.file", &cfg_s, "--output", format])
+            command(&["check", "--config.file", &cfg_s, "--output", format])
                 .envs(envs)
                 .output()
                 .expect("run check")
@@ -223,64 +221,24 @@ async fn check_against_the_test_bed_reports_every_check_rightly() {
     );
 
     // The same config, served: /metrics passes promtool, and no output holds a secret.
-    let (mut child, addr) = {
-        let mut c = Command::new(bin())
-            .args([
-                "--config.file",
-                &cfg.to_string_lossy(),
-                "--web.listen-address",
-                "127.0.0.1:0",
-                "--log.level",
-                "debug",
-            ])
-            .args(["--storage.path", &dir.path().join("data").to_string_lossy()])
-            .envs(envs)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start exporter");
-        let stderr = c.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for l in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = tx.send(l);
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .ok()
-            .into_iter()
-            .chain(rx.iter().take(5))
-            .find(|l| l.contains("harena-exporter started"))
-            .expect("start line");
-        let addr = line
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix("address="))
-            .expect("address")
-            .parse()
-            .expect("addr");
-        (c, addr)
-    };
-    let mut all_ran = false;
-    for _ in 0..100 {
-        let (_, api) = http("GET", addr, "/api/v1/checks").await;
-        if !api.contains("\"success\":null") {
-            all_ran = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(all_ran, "every check ran");
+    let exporter = Exporter::start(
+        &[
+            "--config.file",
+            &cfg.to_string_lossy(),
+            "--log.level",
+            "debug",
+        ],
+        &envs,
+    );
+    let addr = exporter.addr;
+    assert!(
+        exporter.wait_all_ran(Duration::from_secs(10)).await,
+        "every check ran"
+    );
     let (_, metrics) = http("GET", addr, "/metrics").await;
     let (_, page) = http("GET", addr, "/").await;
     let (_, api) = http("GET", addr, "/api/v1/checks").await;
-    // SAFETY: stopping our own child.
-    unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM) };
-    let _ = child.wait();
+    drop(exporter);
     let (code, out) = promtool_check_metrics(&metrics);
     assert_eq!(code, 0, "promtool check metrics:\n{out}");
     assert!(out.trim().is_empty(), "promtool warned:\n{out}");

@@ -184,3 +184,142 @@ pub async fn eventually<F: FnMut() -> bool>(within: Duration, mut f: F) -> bool 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_harena-exporter")
 }
+
+/// Environment for every exporter a test starts: nothing can reach AWS or its metadata
+/// service (the embedded config has AWS checks), whatever the developer's machine has.
+pub const SAFE_ENV: &[(&str, &str)] = &[
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+    ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+];
+
+/// Variables removed from an exporter's environment (credentials of the developer).
+pub const REMOVED_ENV: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+];
+
+/// A one-shot `harena-exporter` command with [`SAFE_ENV`] and without AWS credentials.
+pub fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    for k in REMOVED_ENV {
+        cmd.env_remove(k);
+    }
+    cmd.envs(SAFE_ENV.iter().copied());
+    cmd
+}
+
+/// A `harena-exporter` process on a free port, stopped (SIGKILL) when dropped.
+pub struct Exporter {
+    /// The process.
+    pub child: std::process::Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its log lines after the start line.
+    pub logs: std::sync::mpsc::Receiver<String>,
+    /// The "harena-exporter started" line.
+    pub start_line: String,
+    /// Its `--storage.path`.
+    pub storage: tempfile::TempDir,
+}
+
+impl Exporter {
+    /// Starts the binary with `args` (plus a free address and a fresh storage folder)
+    /// and `envs` on top of [`SAFE_ENV`]; waits for the start line.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Exporter {
+        use std::io::BufRead;
+        let storage = tempfile::tempdir().expect("storage tempdir");
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .args(["--web.listen-address", "127.0.0.1:0"])
+            .arg("--storage.path")
+            .arg(storage.path())
+            .env("HOME", storage.path());
+        for k in REMOVED_ENV {
+            cmd.env_remove(k);
+        }
+        let mut child = cmd
+            .envs(SAFE_ENV.iter().copied())
+            .envs(envs.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start exporter");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(200))
+                && line.contains("harena-exporter started")
+            {
+                let addr = line
+                    .split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("address="))
+                    .or_else(|| {
+                        line.split("\"address\":\"")
+                            .nth(1)
+                            .and_then(|s| s.split('"').next())
+                    })
+                    .expect("address in the start line")
+                    .parse()
+                    .expect("socket address");
+                return Exporter {
+                    child,
+                    addr,
+                    logs: rx,
+                    start_line: line,
+                    storage,
+                };
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("exporter did not start");
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid fits")
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits until every check ran once (via `/api/v1/checks`), at most `within`.
+    pub async fn wait_all_ran(&self, within: Duration) -> bool {
+        let end = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < end {
+            let (_, api) = http("GET", self.addr, "/api/v1/checks").await;
+            if api.contains("\"name\"") && !api.contains("\"success\":null") {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
