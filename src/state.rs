@@ -102,6 +102,13 @@ impl State {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs `f` with the connection (blocking: call it from the blocking pool). Other
+    /// modules keep their own tables in this file and create them with
+    /// `CREATE TABLE IF NOT EXISTS` on first use.
+    pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        f(&self.conn())
+    }
+
     /// Reads a value (blocking; use [`State::get`] from async code).
     pub fn get_blocking(&self, key: &str) -> Option<String> {
         let res = self
