@@ -14,7 +14,8 @@ use std::process::Command;
 const INSTALL_HINT: &str = "install it: apt-get install -y prometheus";
 
 /// The rule files that must exist, each with `rules/tests/<name>_test.yml`.
-const RULE_FILES: [&str; 6] = [
+const RULE_FILES: [&str; 7] = [
+    "aws",
     "services",
     "datastores",
     "tunnel",
