@@ -20,6 +20,12 @@ if ((${#apt_needed[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_needed[@]}" >/dev/null
 fi
 
+# Python packages: moto (the AWS API emulator) for the AWS checks' tests.
+if ! command -v moto_server >/dev/null 2>&1; then
+    echo "test.sh: installing moto[server]" >&2
+    python3 -m pip install -q "moto[server]"
+fi
+
 # Rust components for the quality gates.
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy

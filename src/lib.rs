@@ -14,6 +14,7 @@
 pub mod app;
 pub mod checks;
 pub mod cli;
+pub mod clients;
 pub mod config;
 pub mod http;
 pub mod model;

@@ -469,4 +469,7 @@ checks! {
     "tunnel" => tunnel::TunnelCheck,
     "backup_files" => backup_files::BackupFilesCheck,
     "docker" => docker::DockerCheck,
+    "aws_security_group" => aws_security_group::AwsSecurityGroupCheck,
+    "aws_instance" => aws_instance::AwsInstanceCheck,
+    "aws_snapshots" => aws_snapshots::AwsSnapshotsCheck,
 }
