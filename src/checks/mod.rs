@@ -472,4 +472,5 @@ checks! {
     "aws_security_group" => aws_security_group::AwsSecurityGroupCheck,
     "aws_instance" => aws_instance::AwsInstanceCheck,
     "aws_snapshots" => aws_snapshots::AwsSnapshotsCheck,
+    "cloudwatch" => cloudwatch::CloudwatchCheck,
 }

@@ -289,7 +289,8 @@ fn classify_service(code: Option<&str>, message: Option<&str>, status: u16) -> C
             Reason::Auth,
             format!(
                 "the credentials are not allowed to make this call: HTTP {status}{what}; \
-                 grant the read-only ec2:Describe* permissions to their IAM user or role"
+                 attach the read-only policy of docs/aws-iam-policy.json (ec2:Describe*, \
+                 cloudwatch:GetMetricData, cloudwatch:DescribeAlarms) to their IAM user or role"
             ),
         )
     } else if AUTH_CODES.contains(&code) {
