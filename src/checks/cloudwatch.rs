@@ -255,7 +255,7 @@ fn period_seconds(p: PromDuration) -> Result<i32, String> {
         ));
     }
     let secs = d.as_secs();
-    if secs < 60 && ![1, 5, 10, 20, 30].contains(&secs) || secs >= 60 && secs % 60 != 0 {
+    if secs < 60 && ![1, 5, 10, 20, 30].contains(&secs) || secs >= 60 && !secs.is_multiple_of(60) {
         return Err(format!(
             "invalid period {text}: CloudWatch takes 1s, 5s, 10s, 20s, 30s or a multiple of 1m"
         ));
@@ -550,8 +550,6 @@ impl Inner {
         Ok(alarms)
     }
 }
-
-/// The actions this kind needs, for a refused call's detail.
 
 /// The newest (epoch seconds, value) of a result, whatever the order CloudWatch used.
 fn newest_point(result: &MetricDataResult) -> Option<(f64, f64)> {

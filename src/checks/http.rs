@@ -531,10 +531,10 @@ impl Check for HttpCheck {
         let tls = net::client_config(&config.tls_config)?;
         let server_name = tls_server_name(&config.tls_config)?;
         // A template's host is only known at run time; it is checked then.
-        if let (UrlSpec::Fixed(url), None) = (&url, &server_name) {
-            if url.https {
-                net::server_name(&url.host).map_err(|e| BuildError::new("url", e))?;
-            }
+        if let (UrlSpec::Fixed(url), None) = (&url, &server_name)
+            && url.https
+        {
+            net::server_name(&url.host).map_err(|e| BuildError::new("url", e))?;
         }
         let mut headers = Vec::new();
         for (name, value) in &config.headers {

@@ -346,20 +346,19 @@ impl TunnelCheck {
             }
         }
         let mut log_note = None;
-        if hostname.is_none() && !named {
-            if let Some(log) = &self.log_file {
-                match newest_url_in_log(log, ctx.deadline).await {
-                    Ok(Some(name)) => {
-                        hostname = Some(Hostname {
-                            name,
-                            source: "log",
-                        });
-                    }
-                    Ok(None) => {
-                        log_note = Some(format!("no quick tunnel URL in {}", log.display()))
-                    }
-                    Err(e) => log_note = Some(e),
+        if hostname.is_none()
+            && !named
+            && let Some(log) = &self.log_file
+        {
+            match newest_url_in_log(log, ctx.deadline).await {
+                Ok(Some(name)) => {
+                    hostname = Some(Hostname {
+                        name,
+                        source: "log",
+                    });
                 }
+                Ok(None) => log_note = Some(format!("no quick tunnel URL in {}", log.display())),
+                Err(e) => log_note = Some(e),
             }
         }
 

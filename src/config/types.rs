@@ -151,10 +151,10 @@ impl SafeUrl {
             ));
         }
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        if let Some((userinfo, _)) = authority.rsplit_once('@') {
-            if userinfo.contains(':') {
-                return Err("a password in a URL is not allowed in the config file: remove it from the URL and use `basic_auth: {username: ..., password_file: /run/secrets/name}` or `password_env: HARENA_..._PASSWORD`".to_string());
-            }
+        if let Some((userinfo, _)) = authority.rsplit_once('@')
+            && userinfo.contains(':')
+        {
+            return Err("a password in a URL is not allowed in the config file: remove it from the URL and use `basic_auth: {username: ..., password_file: /run/secrets/name}` or `password_env: HARENA_..._PASSWORD`".to_string());
         }
         if authority.is_empty() || authority.ends_with('@') {
             return Err(format!("invalid URL {text:?}: no host"));

@@ -53,10 +53,10 @@ pub fn bin_dir() -> PathBuf {
     });
     if let Some(initdb) = on_path {
         let real = std::fs::canonicalize(&initdb).unwrap_or(initdb);
-        if let Some(dir) = real.parent() {
-            if dir.join("pg_ctl").is_file() {
-                return dir.to_path_buf();
-            }
+        if let Some(dir) = real.parent()
+            && dir.join("pg_ctl").is_file()
+        {
+            return dir.to_path_buf();
         }
     }
     let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
