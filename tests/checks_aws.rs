@@ -1266,6 +1266,7 @@ async fn aws_series_on_metrics_pass_promtool() {
              \x20   endpoint_url: {url}\n"
         ),
     );
+    let file_path = file.clone();
     let running = app::start(Options {
         config: ConfigSource::File(file),
         listen: "127.0.0.1:0".into(),
@@ -1293,6 +1294,35 @@ async fn aws_series_on_metrics_pass_promtool() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     running.stop().await;
+
+    // The deploy checklist's command against the same test bed: one row per check,
+    // naming the exposed ports with their sources, the state and the snapshot age.
+    let cfg = file_path.to_string_lossy().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_harena-exporter"))
+            .args(["check", "--config.file", &cfg])
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .expect("run check")
+    })
+    .await
+    .expect("join");
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{table}");
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{table}"))
+            .to_string()
+    };
+    assert!(
+        row("security_group").contains("5432 (0.0.0.0/0, ::/0)"),
+        "{table}"
+    );
+    assert!(row("ec2_instance").contains("running"), "{table}");
+    assert!(row("ebs_snapshots").contains("snapshot at most"), "{table}");
+
     for check in ["security_group", "ec2_instance", "ebs_snapshots"] {
         assert_eq!(
             common::metric_value(&text, "harena_probe_success", &[("check", check)]),
