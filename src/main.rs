@@ -66,6 +66,13 @@ enum Command {
     CheckConfig,
     /// Print the embedded default config.
     DefaultConfig,
+    /// Run Prometheus PromQL test scripts (`load`, `clear`, `eval instant at`, `eval_fail`,
+    /// `eval_ordered`); print one line per failure, then `N passed, N failed, N unsupported`.
+    PromqlTest {
+        /// Test scripts.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -79,6 +86,24 @@ fn main() -> ExitCode {
         Some(Command::DefaultConfig) => {
             print!("{}", config::DEFAULT_CONFIG);
             ExitCode::SUCCESS
+        }
+        Some(Command::PromqlTest { files }) => {
+            let summary = harena_exporter::rules::promqltest::run_files(&files);
+            for f in &summary.failures {
+                println!("{f}");
+            }
+            for c in &summary.files {
+                eprintln!(
+                    "{}: {} passed, {} failed, {} unsupported",
+                    c.file, c.passed, c.failed, c.unsupported
+                );
+            }
+            println!("{}", summary.closing_line());
+            if summary.failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Some(Command::CheckConfig) => code(cli::check_config_command(&source)),
         Some(Command::Check { output, wait }) => {

@@ -41,7 +41,8 @@ struct Series {
 
 #[derive(Debug, Default)]
 struct Inner {
-    series: HashMap<SeriesKey, Series>,
+    /// Series by metric name, then labels: a selector on a name reads only its series.
+    series: HashMap<Arc<str>, HashMap<Labels, Series>>,
     owners: HashMap<String, HashSet<SeriesKey>>,
     retention_ms: i64,
 }
@@ -94,15 +95,25 @@ impl Store {
         let retention = inner.retention_ms;
         let mut new_keys = HashSet::with_capacity(samples.len());
         for s in samples {
+            let name: &str = s.desc.name.as_ref();
+            let name = match inner.series.get_key_value(name) {
+                Some((n, _)) => Arc::clone(n),
+                None => Arc::from(name),
+            };
             let key = SeriesKey {
-                name: Arc::from(s.desc.name.as_ref()),
+                name: Arc::clone(&name),
                 labels: s.labels,
             };
-            let series = inner.series.entry(key.clone()).or_insert_with(|| Series {
-                desc: Arc::clone(&s.desc),
-                current: None,
-                history: VecDeque::new(),
-            });
+            let series = inner
+                .series
+                .entry(name)
+                .or_default()
+                .entry(key.labels.clone())
+                .or_insert_with(|| Series {
+                    desc: Arc::clone(&s.desc),
+                    current: None,
+                    history: VecDeque::new(),
+                });
             series.desc = s.desc;
             series.current = Some(s.value);
             push(&mut series.history, ts_ms, s.value, retention);
@@ -135,11 +146,14 @@ impl Store {
     pub fn gc(&self, now_ms: i64) {
         let mut inner = self.write();
         let cutoff = now_ms - inner.retention_ms;
-        inner.series.retain(|_, s| {
-            while s.history.front().is_some_and(|(t, _)| *t < cutoff) {
-                s.history.pop_front();
-            }
-            s.current.is_some() || !s.history.is_empty()
+        inner.series.retain(|_, by_labels| {
+            by_labels.retain(|_, s| {
+                while s.history.front().is_some_and(|(t, _)| *t < cutoff) {
+                    s.history.pop_front();
+                }
+                s.current.is_some() || !s.history.is_empty()
+            });
+            !by_labels.is_empty()
         });
     }
 
@@ -149,11 +163,16 @@ impl Store {
         let mut out: Vec<CurrentSample> = inner
             .series
             .iter()
-            .filter_map(|(k, s)| {
-                s.current.map(|value| CurrentSample {
-                    key: k.clone(),
-                    desc: Arc::clone(&s.desc),
-                    value,
+            .flat_map(|(name, by_labels)| {
+                by_labels.iter().filter_map(move |(labels, s)| {
+                    s.current.map(|value| CurrentSample {
+                        key: SeriesKey {
+                            name: Arc::clone(name),
+                            labels: labels.clone(),
+                        },
+                        desc: Arc::clone(&s.desc),
+                        value,
+                    })
                 })
             })
             .collect();
@@ -164,11 +183,11 @@ impl Store {
     /// Current value of one series.
     pub fn get(&self, name: &str, labels: &Labels) -> Option<f64> {
         let inner = self.read();
-        let key = SeriesKey {
-            name: Arc::from(name),
-            labels: labels.clone(),
-        };
-        inner.series.get(&key).and_then(|s| s.current)
+        inner
+            .series
+            .get(name)
+            .and_then(|m| m.get(labels))
+            .and_then(|s| s.current)
     }
 
     /// Samples of one series with `start_ms <= t <= end_ms` (staleness markers included).
@@ -176,7 +195,8 @@ impl Store {
         let inner = self.read();
         inner
             .series
-            .get(key)
+            .get(&key.name)
+            .and_then(|m| m.get(&key.labels))
             .map(|s| {
                 s.history
                     .iter()
@@ -189,13 +209,94 @@ impl Store {
 
     /// Number of series held (current or with history).
     pub fn len(&self) -> usize {
-        self.read().series.len()
+        self.read().series.values().map(HashMap::len).sum()
+    }
+
+    /// Every series of metric `name` (of every metric when `None`) whose name and labels
+    /// pass `keep`, with its samples in `[start_ms, end_ms]` (staleness markers included,
+    /// oldest first), read under one lock; series with no sample in the window are left
+    /// out. This is the rule evaluator's selector: it clones only the keys that match.
+    pub fn select_series(
+        &self,
+        name: Option<&str>,
+        mut keep: impl FnMut(&str, &Labels) -> bool,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<(SeriesKey, Vec<(i64, f64)>)> {
+        let inner = self.read();
+        let mut out = Vec::new();
+        let mut visit = |name: &Arc<str>, by_labels: &HashMap<Labels, Series>| {
+            out.reserve(by_labels.len());
+            for (labels, s) in by_labels {
+                if !keep(name, labels) {
+                    continue;
+                }
+                let (from, to) = window(&s.history, start_ms, end_ms);
+                if from < to {
+                    let key = SeriesKey {
+                        name: Arc::clone(name),
+                        labels: labels.clone(),
+                    };
+                    out.push((key, s.history.range(from..to).copied().collect()));
+                }
+            }
+        };
+        match name {
+            Some(n) => {
+                if let Some((name, by_labels)) = inner.series.get_key_value(n) {
+                    visit(name, by_labels);
+                }
+            }
+            None => {
+                for (name, by_labels) in &inner.series {
+                    visit(name, by_labels);
+                }
+            }
+        }
+        out
     }
 
     /// True when the store holds nothing.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Index range of the samples in `[start_ms, end_ms]`. Windows usually sit at the end of
+/// the history, so the search gallops from the back: it touches a few cache lines rather
+/// than a binary search's worth spread over the whole buffer.
+fn window(history: &VecDeque<(i64, f64)>, start_ms: i64, end_ms: i64) -> (usize, usize) {
+    // The first index whose time is past `bound` (`> bound` when strict, else `>=`).
+    let first_past = |bound: i64, strict: bool| -> usize {
+        let past = |i: usize| {
+            let t = history[i].0;
+            if strict { t > bound } else { t >= bound }
+        };
+        let mut hi = history.len();
+        let mut step = 1;
+        while hi > 0 {
+            let probe = hi.saturating_sub(step);
+            if !past(probe) {
+                // The answer lies in (probe, hi].
+                let mut lo = probe + 1;
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if past(mid) {
+                        hi = mid;
+                    } else {
+                        lo = mid + 1;
+                    }
+                }
+                return hi;
+            }
+            hi = probe;
+            step *= 2;
+        }
+        0
+    };
+    let to = first_past(end_ms, true);
+    let from = first_past(start_ms, false).min(to);
+    (from, to)
 }
 
 fn push(history: &mut VecDeque<(i64, f64)>, ts_ms: i64, value: f64, retention_ms: i64) {
@@ -218,7 +319,10 @@ fn push(history: &mut VecDeque<(i64, f64)>, ts_ms: i64, value: f64, retention_ms
 
 fn mark_stale(inner: &mut Inner, key: &SeriesKey, ts_ms: i64) {
     let retention = inner.retention_ms;
-    if let Some(s) = inner.series.get_mut(key) {
+    let Some(by_labels) = inner.series.get_mut(&key.name) else {
+        return;
+    };
+    if let Some(s) = by_labels.get_mut(&key.labels) {
         if s.current.take().is_some() {
             push(
                 &mut s.history,
@@ -228,7 +332,10 @@ fn mark_stale(inner: &mut Inner, key: &SeriesKey, ts_ms: i64) {
             );
         }
         if retention <= 0 {
-            inner.series.remove(key);
+            by_labels.remove(&key.labels);
+            if by_labels.is_empty() {
+                inner.series.remove(&key.name);
+            }
         }
     }
 }
@@ -347,6 +454,49 @@ mod tests {
         store.remove_owner("a", 100_000);
         store.gc(200_000);
         assert!(store.is_empty());
+    }
+
+    #[test]
+    fn select_series_reads_one_metric_and_a_closed_window() {
+        let store = Store::new(1_000_000);
+        for t in 0..50 {
+            store.publish(
+                "a",
+                t * 1_000,
+                vec![sample("m_one", "a", t as f64), sample("m_two", "a", 0.0)],
+            );
+        }
+        let got = store.select_series(Some("m_one"), |_, _| true, 10_000, 12_000);
+        assert_eq!(got.len(), 1);
+        assert_eq!(&*got[0].0.name, "m_one");
+        assert_eq!(
+            got[0].1,
+            vec![(10_000, 10.0), (11_000, 11.0), (12_000, 12.0)]
+        );
+        // Every window position, against a plain filter.
+        let all = store.range(&got[0].0, 0, i64::MAX);
+        for start in -2_000..52_000i64 {
+            if start % 500 != 0 {
+                continue;
+            }
+            for len in [0i64, 500, 1_000, 7_000, 60_000] {
+                let want: Vec<(i64, f64)> = all
+                    .iter()
+                    .filter(|(t, _)| *t >= start && *t <= start + len)
+                    .copied()
+                    .collect();
+                let got = store.select_series(Some("m_one"), |_, _| true, start, start + len);
+                assert_eq!(got.first().map(|g| g.1.clone()).unwrap_or_default(), want);
+            }
+        }
+        assert_eq!(store.select_series(None, |_, _| true, 0, 100_000).len(), 2);
+        assert!(
+            store
+                .select_series(Some("other"), |_, _| true, 0, 100_000)
+                .is_empty()
+        );
+        let none = store.select_series(None, |n, _| n == "m_two", 100_000, 200_000);
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -1,0 +1,5 @@
+//! Rules: PromQL evaluation over the store.
+
+pub mod promql;
+pub mod promqltest;
+pub mod storage;
