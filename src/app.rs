@@ -13,8 +13,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::Vars;
-use crate::config::{self, ConfigError, ConfigSource};
+use crate::config::{self, Config, ConfigError, ConfigSource};
 use crate::http::{self, ReloadRequest, WebState};
+use crate::rules::{AlertsView, EngineOptions, RuleEngine};
 use crate::scheduler::{Env, Scheduler, StatusBoard};
 use crate::store::Store;
 use crate::telemetry::Telemetry;
@@ -36,6 +37,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Shared state of the web handlers.
     pub web: Arc<WebState>,
+    /// The alerts of the rule engine (pending, firing, recently resolved).
+    pub alerts: AlertsView,
     reload_tx: mpsc::Sender<ReloadRequest>,
     shutdown: CancellationToken,
     main: tokio::task::JoinHandle<()>,
@@ -106,6 +109,13 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         vars: Arc::new(Vars::default()),
         state: Arc::new(state),
     };
+    let mut rules = RuleEngine::new(
+        Arc::clone(&store),
+        Arc::clone(&env.state),
+        rule_options(&cfg),
+        shutdown.child_token(),
+    );
+    let alerts = rules.view();
     let mut scheduler = Scheduler::new(
         Arc::clone(&store),
         Arc::clone(&board),
@@ -117,6 +127,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let mut hup = signals::Hangup::new();
     let term = signals::terminate();
     scheduler.apply(&cfg);
+    rules.apply(&cfg.rules).await;
     telemetry.config_loaded(true);
     web.ready.store(true, Ordering::Release);
     tracing::info!(config = %opts.config.display_name(), checks = cfg.checks.len(), address = %addr, "harena-exporter started");
@@ -146,31 +157,50 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
                     break;
                 }
                 () = hup.recv() => {
-                    let _ = apply_reload(&source, &mut scheduler, &web2);
+                    if let Ok(cfg) = apply_reload(&source, &mut scheduler, &web2) {
+                        rules.set_options(rule_options(&cfg));
+                        rules.apply(&cfg.rules).await;
+                    }
                 }
                 Some(req) = reload_rx.recv() => {
                     let res = apply_reload(&source, &mut scheduler, &web2);
-                    let _ = req.send(res.map_err(|e| e.to_string()));
+                    if let Ok(cfg) = &res {
+                        rules.set_options(rule_options(cfg));
+                        rules.apply(&cfg.rules).await;
+                    }
+                    let _ = req.send(res.map(|_| ()).map_err(|e| e.to_string()));
                 }
             }
         }
+        rules.shutdown().await;
         scheduler.shutdown().await;
         let _ = server.await;
     });
     Ok(Running {
         addr,
         web,
+        alerts,
         reload_tx,
         shutdown,
         main,
     })
 }
 
+/// The rule engine's settings from the config's `global:` section.
+fn rule_options(cfg: &Config) -> EngineOptions {
+    EngineOptions {
+        default_interval: cfg.global.evaluation_interval.0,
+        external_labels: cfg.global.external_labels.clone(),
+        external_url: cfg.global.external_url.clone(),
+        ..EngineOptions::default()
+    }
+}
+
 fn apply_reload(
     source: &ConfigSource,
     scheduler: &mut Scheduler,
     web: &WebState,
-) -> Result<(), ConfigError> {
+) -> Result<Config, ConfigError> {
     match config::load(source) {
         Ok(cfg) => {
             scheduler.apply(&cfg);
@@ -179,7 +209,7 @@ fn apply_reload(
                 .write()
                 .unwrap_or_else(|e| e.into_inner()) = None;
             tracing::info!(checks = cfg.checks.len(), "config reloaded");
-            Ok(())
+            Ok(cfg)
         }
         Err(e) => {
             web.telemetry.config_loaded(false);

@@ -66,6 +66,12 @@ enum Command {
     CheckConfig,
     /// Print the embedded default config.
     DefaultConfig,
+    /// Run rule unit tests in promtool's format; exit 0 when all pass, 1 otherwise.
+    TestRules {
+        /// Unit-test files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Run Prometheus PromQL test scripts (`load`, `clear`, `eval instant at`, `eval_fail`,
     /// `eval_ordered`); print one line per failure, then `N passed, N failed, N unsupported`.
     PromqlTest {
@@ -104,6 +110,12 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::SUCCESS
             }
+        }
+        Some(Command::TestRules { files }) => {
+            let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+            code(harena_exporter::rules::unittest::run_files(
+                &files, &mut out, &mut err,
+            ))
         }
         Some(Command::CheckConfig) => code(cli::check_config_command(&source)),
         Some(Command::Check { output, wait }) => {

@@ -24,6 +24,30 @@ pub const DEFAULT_CONFIG: &str = include_str!("default.yml");
 /// Name shown in errors for the embedded config.
 pub const EMBEDDED_NAME: &str = "<embedded default config>";
 
+/// The shipped rule files (`rules/*.yml`), built in: the embedded config evaluates them.
+/// `tests/config.rs` checks that every `rules/*.yml` is listed.
+pub const EMBEDDED_RULES: &[(&str, &str)] = &[
+    ("rules/aws.yml", include_str!("../../rules/aws.yml")),
+    ("rules/backups.yml", include_str!("../../rules/backups.yml")),
+    (
+        "rules/containers.yml",
+        include_str!("../../rules/containers.yml"),
+    ),
+    (
+        "rules/datastores.yml",
+        include_str!("../../rules/datastores.yml"),
+    ),
+    (
+        "rules/exporter.yml",
+        include_str!("../../rules/exporter.yml"),
+    ),
+    (
+        "rules/services.yml",
+        include_str!("../../rules/services.yml"),
+    ),
+    ("rules/tunnel.yml", include_str!("../../rules/tunnel.yml")),
+];
+
 /// Where a config comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigSource {
@@ -60,6 +84,14 @@ pub struct GlobalConfig {
     /// Labels added to every series of every check. Default none.
     /// Example: `labels: {env: dev, host: harena-ec2}`.
     pub labels: BTreeMap<String, String>,
+    /// Interval of rule groups without their own `interval`. Default `1m`.
+    /// Example: `evaluation_interval: 30s`.
+    pub evaluation_interval: PromDuration,
+    /// `$externalLabels` in alert templates. Default none. Example: `external_labels: {env: prod}`.
+    pub external_labels: BTreeMap<String, String>,
+    /// `$externalURL` in alert templates. Default empty.
+    /// Example: `external_url: https://monitoring.example.org`.
+    pub external_url: String,
 }
 
 impl Default for GlobalConfig {
@@ -67,6 +99,9 @@ impl Default for GlobalConfig {
         GlobalConfig {
             max_concurrent_checks: 256,
             labels: BTreeMap::new(),
+            evaluation_interval: PromDuration(Duration::from_secs(60)),
+            external_labels: BTreeMap::new(),
+            external_url: String::new(),
         }
     }
 }
@@ -130,6 +165,8 @@ pub struct Config {
     pub global: GlobalConfig,
     /// `checks:`, in file order.
     pub checks: Vec<CheckDef>,
+    /// The rule groups of `rule_files:` (the embedded config: the shipped rules).
+    pub rules: Arc<crate::rules::Groups>,
 }
 
 /// The file's top level: only read to report unknown sections.
@@ -141,6 +178,8 @@ struct RawTop {
     global: Option<yaml_ignored::Ignored>,
     #[serde(default)]
     checks: Option<yaml_ignored::Ignored>,
+    #[serde(default)]
+    rule_files: Option<yaml_ignored::Ignored>,
 }
 
 mod yaml_ignored {
@@ -250,6 +289,13 @@ pub fn parse(source: ConfigSource, text: &str) -> Result<Config, ConfigError> {
         },
     }
     validate_checks(&mut cx, &checks);
+    if global.evaluation_interval.0.is_zero()
+        && let Some(node) = root.get("global")
+    {
+        let at = node.get("evaluation_interval").unwrap_or(node);
+        cx.error(at, "global.evaluation_interval", "must be greater than 0");
+    }
+    let rules = load_rules(&mut cx, &source, &root);
     let mut defs = Vec::new();
     for Parsed {
         index: i,
@@ -275,18 +321,67 @@ pub fn parse(source: ConfigSource, text: &str) -> Result<Config, ConfigError> {
             }
         }
     }
-    if cx.diagnostics.is_empty() {
-        Ok(Config {
+    match rules {
+        Ok(rules) if cx.diagnostics.is_empty() => Ok(Config {
             source,
             global,
             checks: defs,
-        })
-    } else {
-        let mut diagnostics = cx.diagnostics;
-        diagnostics.sort_by_key(|d| (d.line, d.column));
-        diagnostics.dedup();
-        Err(ConfigError { diagnostics })
+            rules: Arc::new(rules),
+        }),
+        rules => {
+            let mut diagnostics = cx.diagnostics;
+            diagnostics.sort_by_key(|d| (d.line, d.column));
+            diagnostics.dedup();
+            // The rule files' own problems come after the config file's.
+            if let Err(e) = rules {
+                diagnostics.extend(e.diagnostics);
+            }
+            Err(ConfigError { diagnostics })
+        }
     }
+}
+
+/// `rule_files:` (globs relative to the config file's folder), loaded and validated; the
+/// embedded config uses the built-in copies of the shipped rules.
+fn load_rules(
+    cx: &mut Context,
+    source: &ConfigSource,
+    root: &Node,
+) -> Result<crate::rules::Groups, crate::rules::RuleLoadError> {
+    let patterns = match root.get("rule_files") {
+        None => Vec::new(),
+        Some(node) => cx
+            .deserialize::<Vec<String>>(node, "rule_files", &[])
+            .unwrap_or_default(),
+    };
+    let base = match source {
+        ConfigSource::Embedded if patterns.is_empty() => {
+            return crate::rules::Groups::from_sources(EMBEDDED_RULES);
+        }
+        ConfigSource::Embedded => PathBuf::from("."),
+        ConfigSource::File(p) => p
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+    };
+    let mut paths = Vec::new();
+    for (i, pattern) in patterns.iter().enumerate() {
+        let found = crate::rules::files::glob(&base, pattern);
+        if found.is_empty() {
+            let at = root
+                .get("rule_files")
+                .and_then(Node::as_seq)
+                .and_then(|s| s.get(i))
+                .or(root.get("rule_files"))
+                .unwrap_or(root);
+            cx.error(
+                at,
+                &format!("rule_files[{i}]"),
+                format!("no file matches {pattern:?}"),
+            );
+        }
+        paths.extend(found);
+    }
+    crate::rules::Groups::load(&paths)
 }
 
 fn parse_check(cx: &mut Context, node: &Node, path: &str) -> Option<CheckConfig> {

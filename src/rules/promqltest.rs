@@ -485,7 +485,7 @@ fn parse_plain_number(s: &str) -> Option<f64> {
 }
 
 /// Parses `metric{l="v", …} values…` into labels (with `__name__`) and values.
-fn parse_series(line: &str) -> Result<(Labels, Vec<Option<f64>>), String> {
+pub fn parse_series(line: &str) -> Result<(Labels, Vec<Option<f64>>), String> {
     let mut rest = line.trim();
     let mut labels = Labels::new();
     let name_len = rest
