@@ -239,9 +239,10 @@ impl Exporter {
         let mut cmd = Command::new(bin());
         cmd.args(args)
             .args(["--web.listen-address", "127.0.0.1:0"])
-            .arg("--storage.path")
-            .arg(storage.path())
             .env("HOME", storage.path());
+        if !args.contains(&"--storage.path") {
+            cmd.arg("--storage.path").arg(storage.path());
+        }
         for k in REMOVED_ENV {
             cmd.env_remove(k);
         }
