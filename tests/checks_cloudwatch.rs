@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 const INSTANCE: &str = "i-0011b978b7cea66dc";
 const REGION: &str = "eu-west-1";
-const ACCESS_KEY_ID: &str = "AKIAHARENATEST000002";
+const ACCESS_KEY_ID: &str = "HARENATESTKEY0000002";
 /// Tests scan every sample and detail for it.
 const SECRET_ACCESS_KEY: &str = "harena-cw-secret-8Hq2Lm5Vx0Tz";
 /// Room for the SDK's retries (3 attempts, backoff up to 1 s then 2 s) on a busy machine.

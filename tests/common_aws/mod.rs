@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The access key id every test uses (moto accepts any).
-pub const ACCESS_KEY_ID: &str = "AKIAHARENATEST000001";
+pub const ACCESS_KEY_ID: &str = "HARENATESTKEY0000001";
 /// The secret key every test uses: tests scan samples and details for it.
 pub const SECRET_ACCESS_KEY: &str = "harena-test-secret-Zq9v3LkW0pX7";
 /// The region every test uses.
@@ -120,7 +120,7 @@ impl Moto {
             addr,
             "POST",
             "/",
-            "Content-Type: application/x-www-form-urlencoded\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKIAHARENATEST000001/20250101/eu-west-1/ec2/aws4_request, SignedHeaders=host, Signature=0\r\n",
+            "Content-Type: application/x-www-form-urlencoded\r\nAuthorization: AWS4-HMAC-SHA256 Credential=HARENATESTKEY0000001/20250101/eu-west-1/ec2/aws4_request, SignedHeaders=host, Signature=0\r\n",
             "Action=DescribeRegions&Version=2016-11-15",
         );
         assert_eq!(status, 200, "moto warm-up call: {body}");
