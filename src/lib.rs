@@ -19,6 +19,7 @@ pub mod config;
 pub mod http;
 pub mod model;
 pub mod net;
+pub mod notify;
 pub mod rules;
 pub mod scheduler;
 pub mod state;

@@ -1,0 +1,1 @@
+//! silences (stub: being written).

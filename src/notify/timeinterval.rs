@@ -1,0 +1,1 @@
+//! timeinterval (stub: being written).
