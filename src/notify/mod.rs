@@ -67,7 +67,11 @@ impl NotifyAlert {
 
     /// `firing` or `resolved`.
     pub fn status(&self) -> &'static str {
-        if self.resolved() { "resolved" } else { "firing" }
+        if self.resolved() {
+            "resolved"
+        } else {
+            "firing"
+        }
     }
 }
 

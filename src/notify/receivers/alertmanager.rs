@@ -20,7 +20,9 @@ impl AlertmanagerConfig {
     /// # Errors
     /// A field that is wrong.
     pub fn build(&self) -> Result<Alertmanager, BuildError> {
-        Ok(Alertmanager { send_resolved: self.send_resolved.unwrap_or(true) })
+        Ok(Alertmanager {
+            send_resolved: self.send_resolved.unwrap_or(true),
+        })
     }
 }
 

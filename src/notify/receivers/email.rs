@@ -19,8 +19,10 @@ impl EmailConfig {
     ///
     /// # Errors
     /// A field that is wrong.
-    pub fn build(&self) -> Result<Email, BuildError> {
-        Ok(Email { send_resolved: self.send_resolved.unwrap_or(true) })
+    pub fn build(&self, _global: &SmtpGlobal) -> Result<Email, BuildError> {
+        Ok(Email {
+            send_resolved: self.send_resolved.unwrap_or(true),
+        })
     }
 }
 
@@ -50,4 +52,14 @@ impl Email {
     pub fn configured(&self) -> Result<(), String> {
         Err("email is not implemented".into())
     }
+}
+
+/// `alerting.global`: SMTP defaults for every `email_configs` entry, as in Alertmanager's
+/// `global` section (stub: being written).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpGlobal {
+    /// Default SMTP server. Example: `smtp_smarthost: smtp.example.org:587`.
+    #[serde(default)]
+    pub smtp_smarthost: Option<String>,
 }

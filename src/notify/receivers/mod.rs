@@ -38,12 +38,12 @@ pub struct ReceiverConfig {
 }
 
 impl ReceiverConfig {
-    /// Builds every integration.
+    /// Builds every integration; `global` holds the SMTP defaults of `alerting.global`.
     ///
     /// # Errors
     /// Every integration that does not build, with its field path below the receiver
     /// (`email_configs[0].smarthost`).
-    pub fn build(&self) -> Result<Receiver, Vec<BuildError>> {
+    pub fn build(&self, global: &email::SmtpGlobal) -> Result<Receiver, Vec<BuildError>> {
         let mut errors = Vec::new();
         let mut integrations = Vec::new();
         let mut push = |kind: &str, i: usize, r: Result<Integration, BuildError>| match r {
@@ -54,7 +54,7 @@ impl ReceiverConfig {
             )),
         };
         for (i, c) in self.email_configs.iter().enumerate() {
-            push("email_configs", i, c.build().map(Integration::Email));
+            push("email_configs", i, c.build(global).map(Integration::Email));
         }
         for (i, c) in self.webhook_configs.iter().enumerate() {
             push("webhook_configs", i, c.build().map(Integration::Webhook));

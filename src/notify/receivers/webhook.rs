@@ -20,7 +20,9 @@ impl WebhookConfig {
     /// # Errors
     /// A field that is wrong.
     pub fn build(&self) -> Result<Webhook, BuildError> {
-        Ok(Webhook { send_resolved: self.send_resolved.unwrap_or(true) })
+        Ok(Webhook {
+            send_resolved: self.send_resolved.unwrap_or(true),
+        })
     }
 }
 
