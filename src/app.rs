@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checks::Vars;
 use crate::config::{self, Config, ConfigError, ConfigSource};
 use crate::http::{self, ReloadRequest, WebState};
+use crate::notify::service::NotifyService;
 use crate::rules::{AlertsView, EngineOptions, RuleEngine};
 use crate::scheduler::{Env, Scheduler, StatusBoard};
 use crate::store::Store;
@@ -87,20 +88,6 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let telemetry = Arc::new(Telemetry::new());
     let shutdown = CancellationToken::new();
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    let web = Arc::new(WebState {
-        store: Arc::clone(&store),
-        board: Arc::clone(&board),
-        telemetry: Arc::clone(&telemetry),
-        reload: reload_tx.clone(),
-        ready: false.into(),
-        last_reload_error: std::sync::RwLock::new(None),
-        config_name: std::sync::RwLock::new(opts.config.display_name()),
-    });
-    let listener = tokio::net::TcpListener::bind(&opts.listen)
-        .await
-        .with_context(|| format!("listen on {}", opts.listen))?;
-    let addr = listener.local_addr().context("read the bound address")?;
-
     let state = match &opts.storage {
         Some(dir) => crate::state::State::open(dir)?,
         None => crate::state::State::in_memory()?,
@@ -116,6 +103,28 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         shutdown.child_token(),
     );
     let alerts = rules.view();
+    let notify = NotifyService::start(
+        Arc::clone(&env.state),
+        Arc::clone(&board),
+        alerts.clone(),
+        &telemetry,
+        shutdown.child_token(),
+    );
+    let web = Arc::new(WebState {
+        store: Arc::clone(&store),
+        board: Arc::clone(&board),
+        telemetry: Arc::clone(&telemetry),
+        reload: reload_tx.clone(),
+        ready: false.into(),
+        last_reload_error: std::sync::RwLock::new(None),
+        config_name: std::sync::RwLock::new(opts.config.display_name()),
+        notify: Arc::clone(&notify),
+    });
+    let listener = tokio::net::TcpListener::bind(&opts.listen)
+        .await
+        .with_context(|| format!("listen on {}", opts.listen))?;
+    let addr = listener.local_addr().context("read the bound address")?;
+
     let mut scheduler = Scheduler::new(
         Arc::clone(&store),
         Arc::clone(&board),
@@ -128,6 +137,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let term = signals::terminate();
     scheduler.apply(&cfg);
     rules.apply(&cfg.rules).await;
+    notify.apply(&cfg);
     telemetry.config_loaded(true);
     web.ready.store(true, Ordering::Release);
     tracing::info!(config = %opts.config.display_name(), checks = cfg.checks.len(), address = %addr, "harena-exporter started");
@@ -160,6 +170,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
                     if let Ok(cfg) = apply_reload(&source, &mut scheduler, &web2) {
                         rules.set_options(rule_options(&cfg));
                         rules.apply(&cfg.rules).await;
+                        web2.notify.apply(&cfg);
                     }
                 }
                 Some(req) = reload_rx.recv() => {
@@ -167,6 +178,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
                     if let Ok(cfg) = &res {
                         rules.set_options(rule_options(cfg));
                         rules.apply(&cfg.rules).await;
+                        web2.notify.apply(cfg);
                     }
                     let _ = req.send(res.map(|_| ()).map_err(|e| e.to_string()));
                 }
@@ -174,6 +186,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         }
         rules.shutdown().await;
         scheduler.shutdown().await;
+        web2.notify.shutdown().await;
         let _ = server.await;
     });
     Ok(Running {

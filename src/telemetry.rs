@@ -78,6 +78,13 @@ impl Telemetry {
         }
     }
 
+    /// Registers more self metrics (the notification side's).
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) {
+        if let Err(e) = self.registry.register(c) {
+            tracing::error!(error = %e, "register self metric");
+        }
+    }
+
     /// Records the result of a config (re)load.
     pub fn config_loaded(&self, ok: bool) {
         self.reload_successful.set(if ok { 1.0 } else { 0.0 });

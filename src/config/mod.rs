@@ -167,6 +167,8 @@ pub struct Config {
     pub checks: Vec<CheckDef>,
     /// The rule groups of `rule_files:` (the embedded config: the shipped rules).
     pub rules: Arc<crate::rules::Groups>,
+    /// `alerting:` (routes, receivers, inhibitions); `None` when absent.
+    pub alerting: Option<Arc<crate::notify::config::AlertingConfig>>,
 }
 
 /// The file's top level: only read to report unknown sections.
@@ -180,6 +182,8 @@ struct RawTop {
     checks: Option<yaml_ignored::Ignored>,
     #[serde(default)]
     rule_files: Option<yaml_ignored::Ignored>,
+    #[serde(default)]
+    alerting: Option<yaml_ignored::Ignored>,
 }
 
 mod yaml_ignored {
@@ -296,6 +300,11 @@ pub fn parse(source: ConfigSource, text: &str) -> Result<Config, ConfigError> {
         cx.error(at, "global.evaluation_interval", "must be greater than 0");
     }
     let rules = load_rules(&mut cx, &source, &root);
+    let alerting = root
+        .get("alerting")
+        .filter(|n| !matches!(n.value, yaml::NodeValue::Null))
+        .and_then(|node| crate::notify::config::parse(&mut cx, node, "alerting"))
+        .map(Arc::new);
     let mut defs = Vec::new();
     for Parsed {
         index: i,
@@ -327,6 +336,7 @@ pub fn parse(source: ConfigSource, text: &str) -> Result<Config, ConfigError> {
             global,
             checks: defs,
             rules: Arc::new(rules),
+            alerting,
         }),
         rules => {
             let mut diagnostics = cx.diagnostics;

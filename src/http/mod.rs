@@ -1,6 +1,7 @@
 //! The web server: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/checks`
 //! and the status page at `/`.
 
+pub mod api;
 pub mod status_page;
 
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub struct WebState {
     pub last_reload_error: std::sync::RwLock<Option<String>>,
     /// Config name (file path or the embedded config).
     pub config_name: std::sync::RwLock<String>,
+    /// Alerts, silences, the outbox.
+    pub notify: Arc<crate::notify::service::NotifyService>,
 }
 
 /// The router, without a listener (tests call it with `oneshot`).
@@ -47,6 +50,8 @@ pub fn app(state: Arc<WebState>) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload).put(reload))
         .route("/api/v1/checks", get(checks))
+        .route("/api/v1/alerts", get(api::alerts))
+        .route("/api/v1/notifications", get(api::notifications))
         .with_state(state)
 }
 

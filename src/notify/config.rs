@@ -1,1 +1,38 @@
-//! config (stub: being written).
+//! `alerting:` (stub: being written).
+use std::collections::BTreeMap;
+
+use super::matchers::Matcher;
+use super::receivers::Receiver;
+
+/// `alerting:`.
+#[derive(Debug, Clone)]
+pub struct AlertingConfig {
+    /// Route tree.
+    pub route: super::route::Route,
+    /// Receivers.
+    pub receivers: Vec<Receiver>,
+    /// Inhibit rules.
+    pub inhibit_rules: Vec<InhibitRule>,
+    /// Time intervals.
+    pub time_intervals: BTreeMap<String, super::timeinterval::TimeInterval>,
+}
+
+/// An inhibit rule.
+#[derive(Debug, Clone)]
+pub struct InhibitRule {
+    /// Source.
+    pub source_matchers: Vec<Matcher>,
+    /// Target.
+    pub target_matchers: Vec<Matcher>,
+    /// Equal labels.
+    pub equal: Vec<String>,
+}
+
+/// Parses `alerting:` (stub).
+pub fn parse(
+    _cx: &mut crate::config::yaml::Context,
+    _node: &crate::config::yaml::Node,
+    _path: &str,
+) -> Option<AlertingConfig> {
+    None
+}

@@ -22,6 +22,7 @@ pub mod matchers;
 pub mod outbox;
 pub mod receivers;
 pub mod route;
+pub mod service;
 pub mod silences;
 pub mod template;
 pub mod timeinterval;

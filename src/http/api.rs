@@ -1,0 +1,75 @@
+//! `/api/v1/alerts`, `/api/v1/silences`, `/api/v1/notifications`: JSON for scripts, the
+//! CLI and the status page. Shapes follow Prometheus's and Alertmanager's APIs where
+//! they have one (`{"status": "success", "data": …}`).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::WebState;
+use crate::notify::LabelSet;
+use crate::rules::AlertState;
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// `GET /api/v1/alerts`: pending and firing alerts as Prometheus lists them, with
+/// Alertmanager's `silencedBy` / `inhibitedBy` for the muted ones.
+pub async fn alerts(State(st): State<Arc<WebState>>) -> Response {
+    let notify = &st.notify;
+    let mut out = Vec::new();
+    for a in notify.alerts.active_alerts() {
+        if a.state == AlertState::Inactive {
+            continue;
+        }
+        let labels: LabelSet = a
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let annotations: LabelSet = a
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let muted = notify.dispatcher.suppression(&with_external(&st, &labels));
+        out.push(json!({
+            "labels": labels,
+            "annotations": annotations,
+            "state": a.state.as_str(),
+            "activeAt": rfc3339(a.active_at_ms),
+            "firedAt": a.fired_at_ms.map(rfc3339),
+            "value": crate::rules::template::format_float(a.value, 'e', None),
+            "silencedBy": muted.silenced_by,
+            "inhibitedBy": muted.inhibited_by,
+        }));
+    }
+    axum::Json(json!({"status": "success", "data": {"alerts": out}})).into_response()
+}
+
+fn with_external(st: &WebState, labels: &LabelSet) -> LabelSet {
+    let mut l = labels.clone();
+    if let Some(cfg) = st.notify.dispatcher.settings() {
+        for (k, v) in cfg.external_labels {
+            l.entry(k).or_insert(v);
+        }
+    }
+    l
+}
+
+/// `GET /api/v1/notifications`: whether email is configured, and the notifications
+/// waiting in the outbox.
+pub async fn notifications(State(st): State<Arc<WebState>>) -> Response {
+    let email = match st.notify.email_status() {
+        Ok(n) => json!({"configured": true, "integrations": n}),
+        Err(why) => json!({"configured": false, "reason": why}),
+    };
+    let pending = st.notify.outbox.pending();
+    axum::Json(json!({"status": "success", "data": {"email": email, "pending": pending}}))
+        .into_response()
+}
