@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checks::Vars;
 use crate::config::{self, Config, ConfigError, ConfigSource};
 use crate::http::{self, ReloadRequest, WebState};
-use crate::notify::service::NotifyService;
+use crate::notify::service::{NotifyService, ServiceDeps};
 use crate::rules::{AlertsView, EngineOptions, RuleEngine};
 use crate::scheduler::{Env, Scheduler, StatusBoard};
 use crate::store::Store;
@@ -103,10 +103,17 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         shutdown.child_token(),
     );
     let alerts = rules.view();
+    let history = Arc::new(crate::history::History::new(Arc::clone(&env.state)));
+    board.set_history(Arc::clone(&history));
+    let history_task = history.spawn(shutdown.child_token());
     let notify = NotifyService::start(
-        Arc::clone(&env.state),
-        Arc::clone(&board),
-        alerts.clone(),
+        ServiceDeps {
+            state: Arc::clone(&env.state),
+            board: Arc::clone(&board),
+            alerts: alerts.clone(),
+            store: Arc::clone(&store),
+            history: Arc::clone(&history),
+        },
         &telemetry,
         shutdown.child_token(),
     );
@@ -119,6 +126,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         last_reload_error: std::sync::RwLock::new(None),
         config_name: std::sync::RwLock::new(opts.config.display_name()),
         notify: Arc::clone(&notify),
+        history,
     });
     let listener = tokio::net::TcpListener::bind(&opts.listen)
         .await
@@ -187,6 +195,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         rules.shutdown().await;
         scheduler.shutdown().await;
         web2.notify.shutdown().await;
+        let _ = history_task.await;
         let _ = server.await;
     });
     Ok(Running {

@@ -193,6 +193,7 @@ pub struct CheckStatus {
 #[derive(Debug, Default)]
 pub struct StatusBoard {
     inner: RwLock<BTreeMap<String, CheckStatus>>,
+    history: std::sync::OnceLock<Arc<crate::history::History>>,
 }
 
 impl StatusBoard {
@@ -204,6 +205,11 @@ impl StatusBoard {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Sends every run to `history` from now on (once; later calls are ignored).
+    pub fn set_history(&self, history: Arc<crate::history::History>) {
+        let _ = self.history.set(history);
     }
 
     /// One check.
@@ -266,6 +272,16 @@ impl StatusBoard {
         st.duration_seconds = outcome.duration.as_secs_f64();
         st.last_run_ms = Some(ts_ms);
         st.runs += 1;
+        if let Some(h) = self.history.get() {
+            h.record(crate::history::Run {
+                check: name.to_string(),
+                ts_ms,
+                success: outcome.success,
+                reason: st.reason.unwrap_or_default().to_string(),
+                detail: st.detail.clone().unwrap_or_default(),
+                duration_seconds: st.duration_seconds,
+            });
+        }
         if changed {
             recompute_blocked(&mut inner);
         }

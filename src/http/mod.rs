@@ -39,6 +39,8 @@ pub struct WebState {
     pub config_name: std::sync::RwLock<String>,
     /// Alerts, silences, the outbox.
     pub notify: Arc<crate::notify::service::NotifyService>,
+    /// Probe history (uptime, incidents, recent runs).
+    pub history: Arc<crate::history::History>,
 }
 
 /// The router, without a listener (tests call it with `oneshot`).

@@ -15,6 +15,19 @@ pub struct AlertingConfig {
     pub inhibit_rules: Vec<InhibitRule>,
     /// Time intervals.
     pub time_intervals: BTreeMap<String, super::timeinterval::TimeInterval>,
+    /// Daily report.
+    pub daily_report: Option<DailyReportConfig>,
+}
+
+/// Daily report.
+#[derive(Debug, Clone)]
+pub struct DailyReportConfig {
+    /// Receiver.
+    pub receiver: String,
+    /// HH:MM.
+    pub at: String,
+    /// IANA zone.
+    pub location: Option<String>,
 }
 
 /// An inhibit rule.

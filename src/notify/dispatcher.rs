@@ -644,6 +644,7 @@ fn flush_group(
                 alerts: to_send,
                 external_url: inner.settings.external_url.clone(),
                 created_ms: now_ms,
+                report: None,
             };
             match integration.configured() {
                 Ok(()) => notification = Some(n),

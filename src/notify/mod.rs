@@ -21,6 +21,7 @@ pub mod dispatcher;
 pub mod matchers;
 pub mod outbox;
 pub mod receivers;
+pub mod report;
 pub mod route;
 pub mod service;
 pub mod silences;
@@ -105,6 +106,20 @@ pub struct Notification {
     pub external_url: String,
     /// When the dispatcher created it (ms since the epoch).
     pub created_ms: i64,
+    /// The daily report's pre-rendered content; `None` for alert notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportBody>,
+}
+
+/// A pre-rendered email (the daily report): receivers send it as is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportBody {
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: String,
+    /// HTML body.
+    pub html: String,
 }
 
 impl Notification {

@@ -6,14 +6,33 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use super::config::AlertingConfig;
+use super::config::DailyReportConfig;
 use super::dispatcher::{Deps, Dispatcher, Settings};
 use super::outbox::Outbox;
+use super::report::{self, ReportDeps, Schedule};
 use super::silences::Silences;
 use crate::config::Config;
+use crate::history::History;
 use crate::rules::AlertsView;
 use crate::scheduler::StatusBoard;
 use crate::state::State;
+use crate::store::Store;
 use crate::telemetry::Telemetry;
+
+/// What the notification side reads.
+#[derive(Clone)]
+pub struct ServiceDeps {
+    /// The state file.
+    pub state: Arc<State>,
+    /// Check states.
+    pub board: Arc<StatusBoard>,
+    /// The rule engine's alerts.
+    pub alerts: AlertsView,
+    /// Current sample values.
+    pub store: Arc<Store>,
+    /// Probe history.
+    pub history: Arc<History>,
+}
 
 /// Handles of the running notification side.
 pub struct NotifyService {
@@ -25,6 +44,7 @@ pub struct NotifyService {
     pub silences: Arc<Silences>,
     /// The rule engine's alerts.
     pub alerts: AlertsView,
+    report: ReportDeps,
     token: CancellationToken,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Tasks that end with the config (heartbeats, daily report).
@@ -39,31 +59,41 @@ impl std::fmt::Debug for NotifyService {
 
 impl NotifyService {
     /// Starts the dispatcher loop and the outbox (no receivers until [`Self::apply`]).
-    pub fn start(
-        state: Arc<State>,
-        board: Arc<StatusBoard>,
-        alerts: AlertsView,
-        telemetry: &Telemetry,
-        token: CancellationToken,
-    ) -> Arc<Self> {
+    pub fn start(deps: ServiceDeps, telemetry: &Telemetry, token: CancellationToken) -> Arc<Self> {
+        let ServiceDeps {
+            state,
+            board,
+            alerts,
+            store,
+            history,
+        } = deps;
         let outbox = Arc::new(Outbox::new(Arc::clone(&state)));
         for c in outbox.collectors() {
             telemetry.register(c);
         }
         let silences = Arc::new(Silences::load(Arc::clone(&state)));
         let dispatcher = Dispatcher::new(Deps {
-            state,
+            state: Arc::clone(&state),
             outbox: Arc::clone(&outbox),
             silences: Arc::clone(&silences),
-            board,
+            board: Arc::clone(&board),
             alerts: alerts.clone(),
         });
+        let wake_outbox = Arc::clone(&outbox);
+        let report = ReportDeps {
+            board,
+            history,
+            store,
+            state,
+            wake: Arc::new(move || wake_outbox.wake()),
+        };
         let task = dispatcher.spawn(token.child_token());
         Arc::new(NotifyService {
             dispatcher,
             outbox,
             silences,
             alerts,
+            report,
             config_token: Mutex::new(token.child_token()),
             token,
             tasks: Mutex::new(vec![task]),
@@ -84,11 +114,64 @@ impl NotifyService {
         );
         old.cancel();
         if let Some(a) = &cfg.alerting {
-            self.start_config_tasks(a, fresh);
+            self.start_config_tasks(a, &cfg.global.external_url, &fresh);
         }
     }
 
-    fn start_config_tasks(&self, _a: &AlertingConfig, _token: CancellationToken) {}
+    fn start_config_tasks(
+        &self,
+        a: &AlertingConfig,
+        external_url: &str,
+        token: &CancellationToken,
+    ) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        if let Some(r) = &a.daily_report
+            && let Some(receiver) = a.receivers.iter().find(|x| x.name == r.receiver)
+        {
+            match report_schedule(r) {
+                Ok(schedule) => tasks.push(report::spawn(
+                    self.report.clone(),
+                    receiver.clone(),
+                    schedule,
+                    external_url.to_string(),
+                    token.child_token(),
+                )),
+                Err(e) => tracing::error!(error = %e, "daily report disabled"),
+            }
+        }
+    }
+
+    /// Queues today's daily report now (for tests and the `report` endpoint). Blocking.
+    ///
+    /// # Errors
+    /// No report configured, or SQLite.
+    pub fn queue_report_now(&self) -> Result<usize, String> {
+        let cfg = self.dispatcher.config().ok_or("no alerting section")?;
+        let r = cfg.daily_report.as_ref().ok_or("no daily_report section")?;
+        let receiver = cfg
+            .receivers
+            .iter()
+            .find(|x| x.name == r.receiver)
+            .ok_or("unknown receiver")?;
+        let schedule = report_schedule(r)?;
+        let now = chrono::Utc::now();
+        let url = self
+            .dispatcher
+            .settings()
+            .map(|s| s.external_url)
+            .unwrap_or_default();
+        let n = report::queue(
+            &self.report,
+            receiver,
+            &url,
+            &schedule.local_date(now).to_string(),
+            now,
+        )
+        .map_err(|e| e.to_string())?;
+        self.outbox.wake();
+        Ok(n)
+    }
 
     /// Whether email can be sent: `Ok` with the number of email integrations ready, or
     /// why not.
@@ -124,4 +207,22 @@ impl NotifyService {
         }
         self.outbox.shutdown().await;
     }
+}
+
+/// The report's schedule from its config.
+fn report_schedule(r: &DailyReportConfig) -> Result<Schedule, String> {
+    let at = chrono::NaiveTime::parse_from_str(&r.at, "%H:%M")
+        .map_err(|e| format!("daily_report.at {:?}: {e}", r.at))?;
+    let offset: Arc<dyn Fn(chrono::DateTime<chrono::Utc>) -> i32 + Send + Sync> = match &r.location
+    {
+        None => Arc::new(|t: chrono::DateTime<chrono::Utc>| {
+            use chrono::Offset;
+            t.with_timezone(&chrono::Local)
+                .offset()
+                .fix()
+                .local_minus_utc()
+        }),
+        Some(_) => Arc::new(|_| 0),
+    };
+    Ok(Schedule { at, offset })
 }
