@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use harena_exporter::app;
 use harena_exporter::cli::{self, OutputFormat};
 use harena_exporter::config::{self, ConfigSource, types::PromDuration};
+use harena_exporter::notify::cli as notify_cli;
 use harena_exporter::telemetry::{self, LogFormat};
 
 /// Default listen address: loopback only (the Harena security group opens every port).
@@ -72,12 +73,80 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Send a test email through every email receiver of the config (or one) and print
+    /// the SMTP server's answer; exit 0 when every one was accepted.
+    SendTestEmail {
+        /// Send to this address instead of the receivers' `to`.
+        #[arg(long, value_name = "ADDR")]
+        to: Option<String>,
+        /// Only this receiver.
+        #[arg(long, value_name = "NAME")]
+        receiver: Option<String>,
+    },
+    /// Routing tree commands, as `amtool config routes`.
+    Routes {
+        #[command(subcommand)]
+        action: RoutesCmd,
+    },
+    /// Manage the silences of a running exporter, as `amtool silence` does.
+    Silence {
+        /// The running exporter.
+        #[arg(
+            long = "web.url",
+            default_value = "http://127.0.0.1:9811",
+            global = true
+        )]
+        url: String,
+        #[command(subcommand)]
+        action: SilenceCmd,
+    },
     /// Run Prometheus PromQL test scripts (`load`, `clear`, `eval instant at`, `eval_fail`,
     /// `eval_ordered`); print one line per failure, then `N passed, N failed, N unsupported`.
     PromqlTest {
         /// Test scripts.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RoutesCmd {
+    /// Print the receivers that a label set reaches (`amtool config routes test`).
+    Test {
+        /// Labels, as `label=value`.
+        #[arg(value_name = "LABEL=VALUE")]
+        labels: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SilenceCmd {
+    /// Add a silence; prints its id.
+    Add {
+        /// Matchers, e.g. `alertname=ServiceDown` `check=~"user_.*"`.
+        #[arg(required = true, value_name = "MATCHER")]
+        matchers: Vec<String>,
+        /// How long it lasts.
+        #[arg(long, value_parser = parse_duration, default_value = "1h")]
+        duration: Duration,
+        /// Who adds it.
+        #[arg(long, default_value_t = std::env::var("USER").unwrap_or_else(|_| "harena-exporter".into()))]
+        author: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// List the silences (active and pending; `--all` adds expired ones).
+    List {
+        /// Also show expired silences.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Expire silences now.
+    Expire {
+        /// Silence ids.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
     },
 }
 
@@ -118,6 +187,66 @@ fn main() -> ExitCode {
             ))
         }
         Some(Command::CheckConfig) => code(cli::check_config_command(&source)),
+        Some(Command::Routes {
+            action: RoutesCmd::Test { labels },
+        }) => {
+            let (c, out) = notify_cli::routes_test(&source, &labels);
+            if c == 0 {
+                print!("{out}");
+            } else {
+                eprint!("{out}");
+            }
+            code(c)
+        }
+        Some(Command::Silence { url, action }) => {
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("start runtime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let res = rt.block_on(async {
+                match action {
+                    SilenceCmd::Add {
+                        matchers,
+                        duration,
+                        author,
+                        comment,
+                    } => notify_cli::silence_add(&url, &matchers, duration, &author, &comment)
+                        .await
+                        .map(|id| format!("{id}\n")),
+                    SilenceCmd::List { all } => notify_cli::silence_list(&url, all).await,
+                    SilenceCmd::Expire { ids } => notify_cli::silence_expire(&url, &ids)
+                        .await
+                        .map(|()| String::new()),
+                }
+            });
+            match res {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("harena-exporter silence: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Command::SendTestEmail { to, receiver }) => {
+            telemetry::init_logging(tracing::Level::WARN.min(cli.log_level), cli.log_format);
+            match runtime() {
+                Ok(rt) => code(rt.block_on(notify_cli::send_test_email(
+                    &source,
+                    to.as_deref(),
+                    receiver.as_deref(),
+                ))),
+                Err(e) => {
+                    eprintln!("start runtime: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Some(Command::Check { output, wait }) => {
             telemetry::init_logging(tracing::Level::WARN.min(cli.log_level), cli.log_format);
             match runtime() {

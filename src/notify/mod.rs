@@ -16,6 +16,7 @@
 //! The notification log and the outbox row are written in one SQLite transaction, so a
 //! crash at any point neither loses a notification nor creates a second one.
 
+pub mod cli;
 pub mod config;
 pub mod dispatcher;
 pub mod matchers;

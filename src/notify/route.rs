@@ -43,3 +43,10 @@ impl RouteNode {
         LabelSet::new()
     }
 }
+
+impl Route {
+    /// amtool's output.
+    pub fn format_routes_test(&self, _labels: &LabelSet) -> String {
+        self.root.receiver.clone()
+    }
+}

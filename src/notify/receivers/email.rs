@@ -63,3 +63,13 @@ pub struct SmtpGlobal {
     #[serde(default)]
     pub smtp_smarthost: Option<String>,
 }
+
+impl Email {
+    /// Sends a test email.
+    ///
+    /// # Errors
+    /// Why it failed.
+    pub async fn send_test(&self, _to: Option<&str>) -> Result<String, SendError> {
+        Err(SendError::retry("internal", "not implemented"))
+    }
+}
