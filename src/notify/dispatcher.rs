@@ -30,7 +30,7 @@ use super::outbox::{self, Deliver, Outbox};
 use super::receivers::Receiver;
 use super::silences::Silences;
 use super::{LabelSet, Notification, NotifyAlert, fingerprint};
-use crate::rules::{AlertState, AlertsView};
+use crate::rules::{Alert, AlertState, AlertsView};
 use crate::scheduler::StatusBoard;
 use crate::state::State;
 
@@ -52,7 +52,19 @@ pub struct Deps {
     /// Check states, for the reason and detail of an alert's check.
     pub board: Arc<StatusBoard>,
     /// The rule engine's alerts.
-    pub alerts: AlertsView,
+    pub alerts: Arc<dyn AlertSource>,
+}
+
+/// Where the dispatcher reads alerts: the rule engine ([`AlertsView`]), or a test.
+pub trait AlertSource: Send + Sync + 'static {
+    /// Pending, firing and recently resolved alerts.
+    fn alerts(&self) -> Vec<Alert>;
+}
+
+impl AlertSource for AlertsView {
+    fn alerts(&self) -> Vec<Alert> {
+        self.active_alerts()
+    }
 }
 
 /// Settings that come from `global:` rather than `alerting:`.
@@ -262,7 +274,7 @@ impl Dispatcher {
     fn collect(&self, now_ms: i64) -> Vec<NotifyAlert> {
         let settings = self.lock().settings.clone();
         let mut out = Vec::new();
-        for a in self.deps.alerts.active_alerts() {
+        for a in self.deps.alerts.alerts() {
             let ends_at_ms = match a.state {
                 AlertState::Firing => None,
                 AlertState::Pending => continue,

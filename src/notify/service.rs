@@ -77,7 +77,7 @@ impl NotifyService {
             outbox: Arc::clone(&outbox),
             silences: Arc::clone(&silences),
             board: Arc::clone(&board),
-            alerts: alerts.clone(),
+            alerts: Arc::new(alerts.clone()),
         });
         let wake_outbox = Arc::clone(&outbox);
         let report = ReportDeps {
