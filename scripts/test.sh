@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 apt_needed=()
 command -v promtool >/dev/null 2>&1 || apt_needed+=(prometheus)
 command -v redis-server >/dev/null 2>&1 || apt_needed+=(redis-server)
+command -v amtool >/dev/null 2>&1 || apt_needed+=(prometheus-alertmanager)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_needed+=(postgresql)
 if ((${#apt_needed[@]})); then
     echo "test.sh: installing ${apt_needed[*]}" >&2

@@ -9,7 +9,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
-use super::LabelSet;
 use super::matchers::{Matcher, parse_list};
 use crate::config::{self, ConfigSource};
 
@@ -36,7 +35,7 @@ pub async fn request(
         if prefix.is_empty() {
             String::new()
         } else {
-            format!("{prefix}")
+            prefix.to_string()
         }
     );
     let uri = uri.replace("//", "/");
@@ -212,29 +211,10 @@ pub async fn silence_expire(url: &str, ids: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses `label=value` arguments into a label set.
-///
-/// # Errors
-/// An argument without `=` or with an invalid label name.
-pub fn parse_labels(args: &[String]) -> Result<LabelSet, String> {
-    let mut out = LabelSet::new();
-    for a in args {
-        let (k, v) = a
-            .split_once('=')
-            .ok_or_else(|| format!("{a:?}: expected label=value"))?;
-        let k = k.trim();
-        if !super::matchers::valid_label_name(k) {
-            return Err(format!("{a:?}: invalid label name {k:?}"));
-        }
-        out.insert(k.to_string(), v.trim().trim_matches('"').to_string());
-    }
-    Ok(out)
-}
-
 /// `routes test`: prints the receivers a label set reaches; exit code 0, or 1 when the
 /// config has no `alerting:` section or does not load, 2 on bad arguments.
 pub fn routes_test(source: &ConfigSource, args: &[String]) -> (i32, String) {
-    let labels = match parse_labels(args) {
+    let labels = match super::route::parse_label_args(args) {
         Ok(l) => l,
         Err(e) => return (2, format!("{e}\n")),
     };

@@ -25,7 +25,6 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::config::AlertingConfig;
-use super::matchers::matches_all;
 use super::outbox::{self, Deliver, Outbox};
 use super::receivers::Receiver;
 use super::silences::Silences;
@@ -513,22 +512,8 @@ fn refresh_suppression(inner: &mut Inner, silences: &Silences, now_ms: i64) {
 fn inhibitors(cfg: &AlertingConfig, firing: &[&NotifyAlert], labels: &LabelSet) -> Vec<String> {
     let mut by = BTreeSet::new();
     for rule in &cfg.inhibit_rules {
-        if !matches_all(&rule.target_matchers, labels) {
-            continue;
-        }
-        let target_is_source = matches_all(&rule.source_matchers, labels);
         for src in firing {
-            if !matches_all(&rule.source_matchers, &src.labels) {
-                continue;
-            }
-            if target_is_source && matches_all(&rule.target_matchers, &src.labels) {
-                continue;
-            }
-            let equal = rule
-                .equal
-                .iter()
-                .all(|l| src.labels.get(l) == labels.get(l));
-            if equal && &src.labels != labels {
+            if &src.labels != labels && rule.inhibits(&src.labels, labels) {
                 by.insert(src.fingerprint.clone());
             }
         }

@@ -290,7 +290,7 @@ mod tests {
     fn matches_like_alertmanager() {
         let l = ls(&[("severity", "critical"), ("check", "postgres")]);
         assert!(Matcher::parse("severity=critical").unwrap().matches(&l));
-        assert!(Matcher::parse("severity=~crit").unwrap().matches(&l) == false);
+        assert!(!Matcher::parse("severity=~crit").unwrap().matches(&l));
         assert!(Matcher::parse("severity=~crit.*").unwrap().matches(&l));
         assert!(Matcher::parse("missing=\"\"").unwrap().matches(&l));
         assert!(Matcher::parse("missing!~.+").unwrap().matches(&l));

@@ -211,18 +211,11 @@ impl NotifyService {
 
 /// The report's schedule from its config.
 fn report_schedule(r: &DailyReportConfig) -> Result<Schedule, String> {
-    let at = chrono::NaiveTime::parse_from_str(&r.at, "%H:%M")
-        .map_err(|e| format!("daily_report.at {:?}: {e}", r.at))?;
-    let offset: Arc<dyn Fn(chrono::DateTime<chrono::Utc>) -> i32 + Send + Sync> = match &r.location
-    {
-        None => Arc::new(|t: chrono::DateTime<chrono::Utc>| {
-            use chrono::Offset;
-            t.with_timezone(&chrono::Local)
-                .offset()
-                .fix()
-                .local_minus_utc()
+    let zone = r.zone();
+    Ok(Schedule {
+        at: r.time_of_day(),
+        offset: Arc::new(move |t: chrono::DateTime<chrono::Utc>| {
+            i32::try_from(zone.offset_at(t.timestamp())).unwrap_or(0)
         }),
-        Some(_) => Arc::new(|_| 0),
-    };
-    Ok(Schedule { at, offset })
+    })
 }
