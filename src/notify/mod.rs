@@ -173,7 +173,8 @@ pub struct SendError {
     /// server refuses for good); the outbox then drops it and counts it as `failed`.
     pub retryable: bool,
     /// Short, bounded reason for the `result` label and logs: `refused`, `timeout`,
-    /// `tls`, `auth`, `rejected`, `protocol`, `dns`, `http_status`, `not_configured`.
+    /// `tls`, `auth`, `rejected`, `protocol`, `dns`, `http_status`, `not_configured`,
+    /// `template`.
     pub reason: &'static str,
     /// Human-readable message; never holds a secret.
     pub message: String,
