@@ -144,8 +144,9 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let mut hup = signals::Hangup::new();
     let term = signals::terminate();
     scheduler.apply(&cfg);
-    rules.apply(&cfg.rules).await;
     notify.apply(&cfg);
+    let first_round = first_round_limit(&cfg);
+    let first_rules = Arc::clone(&cfg.rules);
     telemetry.config_loaded(true);
     web.ready.store(true, Ordering::Release);
     tracing::info!(config = %opts.config.display_name(), checks = cfg.checks.len(), address = %addr, "harena-exporter started");
@@ -164,8 +165,21 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let source = opts.config.clone();
     let web2 = Arc::clone(&web);
     let token = shutdown.clone();
+    let board2 = Arc::clone(&board);
     let main = tokio::spawn(async move {
         tokio::pin!(term);
+        // Rules start once every check has run once (all do within two seconds plus
+        // their timeout): the store is empty after a restart, and an alert restored as
+        // firing would otherwise resolve at the first evaluation and fire again.
+        tokio::select! {
+            () = wait_first_round(&board2, first_round) => {}
+            () = token.cancelled() => {}
+            () = &mut term => {
+                tracing::info!("shutting down");
+                token.cancel();
+            }
+        }
+        rules.apply(&first_rules).await;
         loop {
             tokio::select! {
                 () = token.cancelled() => break,
@@ -206,6 +220,29 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         shutdown,
         main,
     })
+}
+
+/// How long the first round of checks may take: the scheduler starts every check within
+/// two seconds, and each run ends within its timeout.
+fn first_round_limit(cfg: &Config) -> std::time::Duration {
+    let longest = cfg
+        .checks
+        .iter()
+        .map(|c| c.config.timeout)
+        .max()
+        .unwrap_or_default();
+    (std::time::Duration::from_secs(3) + longest).min(std::time::Duration::from_secs(90))
+}
+
+async fn wait_first_round(board: &StatusBoard, limit: std::time::Duration) {
+    let end = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < end {
+        if board.snapshot().iter().all(|c| c.success.is_some()) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tracing::warn!("rules start before every check ran once");
 }
 
 /// The rule engine's settings from the config's `global:` section.

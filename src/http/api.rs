@@ -73,3 +73,50 @@ pub async fn notifications(State(st): State<Arc<WebState>>) -> Response {
     axum::Json(json!({"status": "success", "data": {"email": email, "pending": pending}}))
         .into_response()
 }
+
+fn error(status: axum::http::StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(json!({"status": "error", "error": message.into()})),
+    )
+        .into_response()
+}
+
+/// `GET /api/v1/silences`: every silence (Alertmanager API v2's `gettableSilences`).
+pub async fn silences_list(State(st): State<Arc<WebState>>) -> Response {
+    axum::Json(st.notify.silences.list()).into_response()
+}
+
+/// `POST /api/v1/silences`: Alertmanager's `postableSilence`; answers `{"silenceID": …}`.
+pub async fn silences_add(State(st): State<Arc<WebState>>, body: axum::body::Bytes) -> Response {
+    let new: crate::notify::silences::NewSilence = match serde_json::from_slice(&body) {
+        Ok(n) => n,
+        Err(e) => return error(axum::http::StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let silences = Arc::clone(&st.notify.silences);
+    match tokio::task::spawn_blocking(move || silences.add(new)).await {
+        Ok(Ok(id)) => {
+            tracing::info!(id = %id, "silence added");
+            axum::Json(json!({"silenceID": id})).into_response()
+        }
+        Ok(Err(e)) => error(axum::http::StatusCode::BAD_REQUEST, e),
+        Err(e) => error(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `DELETE /api/v1/silences/{id}`: expires a silence now.
+pub async fn silences_expire(
+    State(st): State<Arc<WebState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let silences = Arc::clone(&st.notify.silences);
+    let id2 = id.clone();
+    match tokio::task::spawn_blocking(move || silences.expire(&id2)).await {
+        Ok(Ok(())) => {
+            tracing::info!(id = %id, "silence expired");
+            axum::Json(json!({"status": "success"})).into_response()
+        }
+        Ok(Err(e)) => error(axum::http::StatusCode::NOT_FOUND, e),
+        Err(e) => error(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}

@@ -129,7 +129,7 @@ struct AlertingKeys {
     /// Alertmanager's deprecated name for `time_intervals`, accepted. Default none.
     #[serde(default)]
     mute_time_intervals: Option<IgnoredAny>,
-    /// Dead man's switches. Default none. Example: `heartbeats: [{url: https://hc.example.org/ping/x}]`.
+    /// Dead man's switches. Default none. Example: `heartbeats: [{name: hc, url: https://hc.example.org/ping/x}]`.
     #[serde(default)]
     heartbeats: Option<IgnoredAny>,
     /// The daily report. Default none. Example: `daily_report: {receiver: team-digest}`.
@@ -433,7 +433,19 @@ pub fn parse(cx: &mut Context, node: &Node, path: &str) -> Option<AlertingConfig
     let p = format!("{path}.heartbeats");
     for (i, item) in list(cx, node.get("heartbeats"), &p, "heartbeats") {
         let ip = format!("{p}[{i}]");
-        heartbeats.extend(cx.deserialize::<receivers::heartbeat::HeartbeatConfig>(item, &ip, &[]));
+        if let Some(h) = cx.deserialize::<receivers::heartbeat::HeartbeatConfig>(item, &ip, &[]) {
+            if let Err(e) = h.validate() {
+                let at = item
+                    .get(e.field.split('.').next().unwrap_or(""))
+                    .unwrap_or(item);
+                cx.error(
+                    at,
+                    &format!("{ip}.{}", e.field).trim_end_matches('.'),
+                    e.message,
+                );
+            }
+            heartbeats.push(h);
+        }
     }
 
     let daily_report = match node.get("daily_report") {

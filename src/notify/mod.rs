@@ -170,7 +170,7 @@ fn common<'a>(mut sets: impl Iterator<Item = &'a LabelSet>) -> LabelSet {
 #[error("{message}")]
 pub struct SendError {
     /// False when sending the same notification again cannot succeed (a message the
-    /// server refuses for good); the outbox then drops it and counts it as `failed`.
+    /// server refuses for good); the outbox then drops it and counts it as `dropped`.
     pub retryable: bool,
     /// Short, bounded reason for the `result` label and logs: `refused`, `timeout`,
     /// `tls`, `auth`, `rejected`, `protocol`, `dns`, `http_status`, `not_configured`,

@@ -9,6 +9,7 @@ use super::config::AlertingConfig;
 use super::config::DailyReportConfig;
 use super::dispatcher::{Deps, Dispatcher, Settings};
 use super::outbox::Outbox;
+use super::receivers::heartbeat::{self, HealthFn, HeartbeatMetrics};
 use super::report::{self, ReportDeps, Schedule};
 use super::silences::Silences;
 use crate::config::Config;
@@ -45,6 +46,7 @@ pub struct NotifyService {
     /// The rule engine's alerts.
     pub alerts: AlertsView,
     report: ReportDeps,
+    heartbeat_metrics: HeartbeatMetrics,
     token: CancellationToken,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Tasks that end with the config (heartbeats, daily report).
@@ -71,6 +73,10 @@ impl NotifyService {
         for c in outbox.collectors() {
             telemetry.register(c);
         }
+        let heartbeat_metrics = HeartbeatMetrics::new();
+        for c in heartbeat_metrics.collectors() {
+            telemetry.register(c);
+        }
         let silences = Arc::new(Silences::load(Arc::clone(&state)));
         let dispatcher = Dispatcher::new(Deps {
             state: Arc::clone(&state),
@@ -94,6 +100,7 @@ impl NotifyService {
             silences,
             alerts,
             report,
+            heartbeat_metrics,
             config_token: Mutex::new(token.child_token()),
             token,
             tasks: Mutex::new(vec![task]),
@@ -126,6 +133,16 @@ impl NotifyService {
     ) {
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.retain(|t| !t.is_finished());
+        if !a.heartbeats.is_empty() {
+            let alerts = self.alerts.clone();
+            let healthy: HealthFn = Arc::new(move || pipeline_healthy(&alerts.active_alerts()));
+            tasks.push(heartbeat::spawn(
+                a.heartbeats.clone(),
+                healthy,
+                token.child_token(),
+                &self.heartbeat_metrics,
+            ));
+        }
         if let Some(r) = &a.daily_report
             && let Some(receiver) = a.receivers.iter().find(|x| x.name == r.receiver)
         {
@@ -218,4 +235,23 @@ fn report_schedule(r: &DailyReportConfig) -> Result<Schedule, String> {
             i32::try_from(zone.offset_at(t.timestamp())).unwrap_or(0)
         }),
     })
+}
+
+/// The heartbeat's notion of health: the always-firing `Watchdog` alert fires, which
+/// proves that probes ran, the store holds their series and the rules evaluate. A
+/// config without such a rule beats while the process runs.
+pub fn pipeline_healthy(alerts: &[crate::rules::Alert]) -> Result<(), String> {
+    let watchdog: Vec<&crate::rules::Alert> = alerts
+        .iter()
+        .filter(|a| a.labels.get("alertname") == Some("Watchdog"))
+        .collect();
+    if watchdog.is_empty()
+        || watchdog
+            .iter()
+            .any(|a| a.state == crate::rules::AlertState::Firing)
+    {
+        Ok(())
+    } else {
+        Err("the Watchdog alert is not firing".into())
+    }
 }

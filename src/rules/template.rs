@@ -22,6 +22,30 @@
 //! Error messages and positions are Go's, checked against promtool by the parity suite
 //! (`testdata/rules/templates_test.yml`); only the wording of an invalid regular
 //! expression's reason differs (Rust's `regex` crate words it).
+//!
+//! # Notification templates
+//!
+//! The same engine expands Alertmanager-style notification templates
+//! ([`Template::parse_with`] with [`Mode::Text`] or [`Mode::Html`], then
+//! [`Template::expand_value`] over a [`TplValue`]). Their differences from alert templates:
+//!
+//! - Only `$` is predeclared (dot is the data, Alertmanager's `template.Data`); columns in
+//!   error messages count from the start of the text, as Go's do.
+//! - The functions are Go's built-ins and Alertmanager's (`toUpper toLower title join
+//!   match safeHtml reReplaceAll stringSlice trimSpace date since humanizeDuration`), plus
+//!   `humanize humanize1024 humanizePercentage` for the exporter's `.Value`. Prometheus's
+//!   rule-only functions (`stripPort`, `externalURL`, …) are not defined there. `tz` is
+//!   refused at parse: the exporter has no time zone database, and times print in UTC.
+//! - Values have more shapes: lists (`range`, `len`, `index`), structs (field access), lists
+//!   with fields (Alertmanager's `Alerts` with `.Firing`/`.Resolved`), `time.Time` with
+//!   `.Unix .UnixMilli .IsZero .UTC .Format "layout" .Sub t`, `time.Duration` (from `since`
+//!   or `Sub`) with `.Seconds .Minutes .Hours .Milliseconds .String`, and maps that are
+//!   Alertmanager's `KV`, with `.SortedPairs .Names .Values .Remove list`.
+//! - [`Mode::Html`] is a simplified `html/template`: every value an action prints is
+//!   HTML-escaped, unless it is a `safeHtml` (or `html`) result. There is one context only,
+//!   text: a value inside an attribute is escaped the same way (quotes included), but URLs
+//!   are not filtered and `<script>`/`<style>` contents get no JavaScript or CSS escaping.
+//! - `{{define}}`, `{{template}}` and `{{block}}` stay unsupported: a template is one text.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -29,6 +53,70 @@ use std::rc::Rc;
 
 /// Variables every alert template may use without declaring them.
 const PREDECLARED: [&str; 5] = ["$", "$labels", "$externalLabels", "$externalURL", "$value"];
+
+/// What a template is for: it decides the predeclared variables, the functions, how
+/// values print and where error columns count from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// A Prometheus alert label or annotation (`$labels`, `$value`, Prometheus's
+    /// functions), as promtool checks it.
+    #[default]
+    Alert,
+    /// An Alertmanager notification template as `text/template` runs it.
+    Text,
+    /// An Alertmanager notification template whose printed values are HTML-escaped
+    /// (a simplified `html/template`, see the module docs).
+    Html,
+}
+
+impl Mode {
+    fn is_notification(self) -> bool {
+        matches!(self, Mode::Text | Mode::Html)
+    }
+}
+
+/// Functions of notification templates: Go's built-ins, Alertmanager's, and the
+/// humanize helpers for `.Value`.
+const NOTIFY_FUNCTIONS: &[&str] = &[
+    "and",
+    "or",
+    "not",
+    "len",
+    "index",
+    "print",
+    "printf",
+    "println",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "html",
+    "urlquery",
+    "toUpper",
+    "toLower",
+    "title",
+    "join",
+    "match",
+    "safeHtml",
+    "reReplaceAll",
+    "stringSlice",
+    "trimSpace",
+    "date",
+    "since",
+    "humanizeDuration",
+    "humanize",
+    "humanize1024",
+    "humanizePercentage",
+];
+
+/// Functions Alertmanager defines that notification templates refuse, with the reason.
+const NOTIFY_REFUSED: &[(&str, &str)] = &[("tz", "no time zone database here; times print in UTC")];
+
+/// Go's zero `time.Time` (0001-01-01 00:00:00 UTC) in milliseconds since the epoch: the
+/// `EndsAt` of an alert that still fires.
+pub const GO_ZERO_TIME_MS: i64 = -62_135_596_800_000;
 
 /// Length of the variable definitions Prometheus puts in front of every template: Go
 /// reports columns of line 1 counted from the start of those.
@@ -116,11 +204,75 @@ pub struct TemplateData {
     pub value: f64,
 }
 
+/// A value a notification template reads ([`Template::expand_value`]): the Go values of
+/// Alertmanager's template data, in a form that needs no reflection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TplValue {
+    /// Go's `nil` (prints `<no value>`).
+    Nil,
+    /// A `bool`.
+    Bool(bool),
+    /// An `int`.
+    Int(i64),
+    /// A `float64`.
+    Float(f64),
+    /// A `string`.
+    Str(String),
+    /// A `time.Time`: milliseconds since the epoch, always in UTC. [`GO_ZERO_TIME_MS`] is
+    /// Go's zero time.
+    Time(i64),
+    /// A `map[string]string`; in notification templates Alertmanager's `KV`, with its
+    /// methods `.SortedPairs`, `.Names`, `.Values` and `.Remove`.
+    Map(BTreeMap<String, String>),
+    /// A slice, possibly with zero-argument methods modelled as fields.
+    List(TplList),
+    /// A struct with named fields.
+    Struct(TplStruct),
+}
+
+/// A slice value: its items, and the zero-argument methods of its type, modelled as
+/// fields (Alertmanager's `Alerts` has `.Firing` and `.Resolved`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TplList {
+    /// Go's name of the type, for error messages (`template.Alerts`, `[]string`).
+    pub type_name: String,
+    /// The elements.
+    pub items: Vec<TplValue>,
+    /// `.Name` → value.
+    pub fields: Vec<(String, TplValue)>,
+}
+
+/// A struct value.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TplStruct {
+    /// Go's name of the type, for error messages (`template.Alert`).
+    pub type_name: String,
+    /// Fields in declaration order (Go prints a struct in that order).
+    pub fields: Vec<(String, TplValue)>,
+}
+
+impl TplValue {
+    /// A `[]string`.
+    pub fn strings<S: Into<String>>(items: impl IntoIterator<Item = S>) -> TplValue {
+        TplValue::List(TplList {
+            type_name: "[]string".into(),
+            items: items.into_iter().map(|s| TplValue::Str(s.into())).collect(),
+            fields: Vec::new(),
+        })
+    }
+
+    /// A string value.
+    pub fn str(s: impl Into<String>) -> TplValue {
+        TplValue::Str(s.into())
+    }
+}
+
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
     name: String,
     text: String,
+    mode: Mode,
     root: Vec<Node>,
 }
 
@@ -130,13 +282,27 @@ impl Template {
     /// # Errors
     /// The first syntax error, an undefined variable or function, or a refused function.
     pub fn parse(name: &str, text: &str) -> Result<Self, TemplateError> {
+        Self::parse_with(name, text, Mode::Alert)
+    }
+
+    /// Parses `text` as a template of the given [`Mode`]; `name` is used in error messages.
+    ///
+    /// # Errors
+    /// The first syntax error, an undefined variable or function, or a refused function.
+    pub fn parse_with(name: &str, text: &str, mode: Mode) -> Result<Self, TemplateError> {
         let segments = split(name, text)?;
+        let vars = if mode.is_notification() {
+            vec!["$".to_string()]
+        } else {
+            PREDECLARED.iter().map(|s| s.to_string()).collect()
+        };
         let mut p = Parser {
             name,
             text,
+            mode,
             segments,
             pos: 0,
-            vars: PREDECLARED.iter().map(|s| s.to_string()).collect(),
+            vars,
             range_depth: 0,
         };
         let (root, end) = p.list()?;
@@ -146,8 +312,19 @@ impl Template {
         Ok(Template {
             name: name.to_string(),
             text: text.to_string(),
+            mode,
             root,
         })
+    }
+
+    /// The template's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The mode it was parsed in.
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
     /// True when the text has no action at all (expansion is the text itself).
@@ -177,6 +354,7 @@ impl Template {
         }));
         let mut ex = Exec {
             name: &self.name,
+            mode: self.mode,
             vars: vec![
                 ("$".to_string(), root.clone()),
                 ("$labels".to_string(), labels),
@@ -185,7 +363,28 @@ impl Template {
                 ("$value".to_string(), value),
             ],
             out: String::new(),
-            data,
+            data: Some(data),
+            now_ms: 0,
+        };
+        ex.walk(&self.root, &root)?;
+        Ok(ex.out)
+    }
+
+    /// Expands the template with `dot` (also `$`) as its data; `now_ms` is the moment
+    /// `since` counts to (ms since the epoch). Only `$` is bound: an alert template that
+    /// reads `$labels` fails here with `undefined variable`.
+    ///
+    /// # Errors
+    /// An execution error, worded as Go words it.
+    pub fn expand_value(&self, dot: &TplValue, now_ms: i64) -> Result<String, TemplateError> {
+        let root = Value::from_tpl(dot, self.mode);
+        let mut ex = Exec {
+            name: &self.name,
+            mode: self.mode,
+            vars: vec![("$".to_string(), root.clone())],
+            out: String::new(),
+            data: None,
+            now_ms,
         };
         ex.walk(&self.root, &root)?;
         Ok(ex.out)
@@ -669,6 +868,7 @@ impl Terminator {
 struct Parser<'a> {
     name: &'a str,
     text: &'a str,
+    mode: Mode,
     segments: Vec<Segment>,
     pos: usize,
     vars: Vec<String>,
@@ -736,6 +936,16 @@ impl Parser<'_> {
         err_at(self.name, line, message)
     }
 
+    /// What Go's columns on line 1 count from: Prometheus's prepended definitions, or
+    /// nothing in a notification template.
+    fn defs_len(&self) -> usize {
+        if self.mode.is_notification() {
+            0
+        } else {
+            DEFS_LEN
+        }
+    }
+
     /// Line and column of a byte offset as Go reports them: the column counts bytes
     /// from 0, and on line 1 from the start of the definitions Prometheus prepends.
     fn pos_of(&self, offset: usize) -> Pos {
@@ -743,7 +953,7 @@ impl Parser<'_> {
         match before.rfind('\n') {
             None => Pos {
                 line: 1,
-                column: offset + DEFS_LEN,
+                column: offset + self.defs_len(),
             },
             Some(nl) => Pos {
                 line: line_of(self.text, offset),
@@ -815,9 +1025,14 @@ impl Parser<'_> {
                                 });
                             }
                             "define" | "template" | "block" => {
+                                let kind = if self.mode.is_notification() {
+                                    "notification"
+                                } else {
+                                    "alert"
+                                };
                                 return Err(self.error(
                                     line,
-                                    &format!("{{{{{word}}}}} is not supported in alert templates"),
+                                    &format!("{{{{{word}}}}} is not supported in {kind} templates"),
                                 ));
                             }
                             _ => {
@@ -913,7 +1128,11 @@ impl Parser<'_> {
     ) -> Result<Pipeline, TemplateError> {
         let pos = Pos {
             line,
-            column: if line == 1 { offset + DEFS_LEN } else { offset },
+            column: if line == 1 {
+                offset + self.defs_len()
+            } else {
+                offset
+            },
         };
         // Declarations: `$x :=`, `$x =`, `$k, $v :=`.
         let mut decl = Vec::new();
@@ -1067,13 +1286,23 @@ impl Parser<'_> {
                 Term::Var(v)
             }
             Tok::Ident(name) => {
-                if let Some((_, why)) = REFUSED.iter().find(|(n, _)| *n == name) {
+                let notify = self.mode.is_notification();
+                let refused = REFUSED
+                    .iter()
+                    .chain(if notify { NOTIFY_REFUSED } else { &[] })
+                    .find(|(n, _)| *n == name);
+                if let Some((_, why)) = refused {
                     return Err(self.error(
                         line,
                         &format!("function {name:?} is not supported by harena-exporter: {why}"),
                     ));
                 }
-                if !FUNCTIONS.contains(&name.as_str()) && !LINK_FUNCTIONS.contains(&name.as_str()) {
+                let known = if notify {
+                    NOTIFY_FUNCTIONS.contains(&name.as_str())
+                } else {
+                    FUNCTIONS.contains(&name.as_str()) || LINK_FUNCTIONS.contains(&name.as_str())
+                };
+                if !known {
                     return Err(self.error(line, &format!("function {name:?} not defined")));
                 }
                 Term::Func(name)
@@ -1187,11 +1416,71 @@ enum Value {
     Data(Rc<DataValue>),
     /// A `time.Time` (milliseconds since the epoch), from `toTime`.
     Time(i64),
+    /// `template.HTML` (notification templates): printed unescaped in HTML mode.
+    Html(String),
+    /// A `time.Duration`, in nanoseconds (notification templates).
+    Duration(i64),
+    /// Alertmanager's `template.KV`: a `map[string]string` with methods.
+    Kv(Rc<BTreeMap<String, String>>),
+    List(Rc<ListValue>),
+    Struct(Rc<StructValue>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct ListValue {
+    type_name: String,
+    items: Vec<Value>,
+    fields: Vec<(String, Value)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct StructValue {
+    type_name: String,
+    fields: Vec<(String, Value)>,
 }
 
 impl Value {
-    fn type_name(&self) -> &'static str {
-        match self {
+    fn from_tpl(v: &TplValue, mode: Mode) -> Value {
+        match v {
+            TplValue::Nil => Value::Nil,
+            TplValue::Bool(b) => Value::Bool(*b),
+            TplValue::Int(i) => Value::Int(*i),
+            TplValue::Float(f) => Value::Float(*f),
+            TplValue::Str(s) => Value::Str(s.clone()),
+            TplValue::Time(ms) => Value::Time(*ms),
+            TplValue::Map(m) if mode.is_notification() => Value::Kv(Rc::new(m.clone())),
+            TplValue::Map(m) => Value::Map(Rc::new(m.clone())),
+            TplValue::List(l) => Value::List(Rc::new(ListValue {
+                type_name: l.type_name.clone(),
+                items: l.items.iter().map(|x| Value::from_tpl(x, mode)).collect(),
+                fields: l
+                    .fields
+                    .iter()
+                    .map(|(k, x)| (k.clone(), Value::from_tpl(x, mode)))
+                    .collect(),
+            })),
+            TplValue::Struct(st) => Value::Struct(Rc::new(StructValue {
+                type_name: st.type_name.clone(),
+                fields: st
+                    .fields
+                    .iter()
+                    .map(|(k, x)| (k.clone(), Value::from_tpl(x, mode)))
+                    .collect(),
+            })),
+        }
+    }
+
+    /// A `[]string` of notification templates.
+    fn strings(items: impl IntoIterator<Item = String>) -> Value {
+        Value::List(Rc::new(ListValue {
+            type_name: "[]string".into(),
+            items: items.into_iter().map(Value::Str).collect(),
+            fields: Vec::new(),
+        }))
+    }
+
+    fn type_name(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(match self {
             Value::Nil => "<nil>",
             Value::Bool(_) => "bool",
             Value::Int(_) => "int",
@@ -1202,7 +1491,12 @@ impl Value {
                 "struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value float64 }"
             }
             Value::Time(_) => "time.Time",
-        }
+            Value::Html(_) => "template.HTML",
+            Value::Duration(_) => "time.Duration",
+            Value::Kv(_) => "template.KV",
+            Value::List(l) => return std::borrow::Cow::Borrowed(l.type_name.as_str()),
+            Value::Struct(st) => return std::borrow::Cow::Borrowed(st.type_name.as_str()),
+        })
     }
 
     fn truth(&self) -> bool {
@@ -1211,9 +1505,11 @@ impl Value {
             Value::Bool(b) => *b,
             Value::Int(i) => *i != 0,
             Value::Float(f) => *f != 0.0,
-            Value::Str(s) => !s.is_empty(),
-            Value::Map(m) => !m.is_empty(),
-            Value::Data(_) | Value::Time(_) => true,
+            Value::Str(s) | Value::Html(s) => !s.is_empty(),
+            Value::Map(m) | Value::Kv(m) => !m.is_empty(),
+            Value::Duration(d) => *d != 0,
+            Value::List(l) => !l.items.is_empty(),
+            Value::Data(_) | Value::Time(_) | Value::Struct(_) => true,
         }
     }
 
@@ -1224,8 +1520,8 @@ impl Value {
             Value::Bool(b) => b.to_string(),
             Value::Int(i) => i.to_string(),
             Value::Float(f) => format_float(*f, 'g', None),
-            Value::Str(s) => s.clone(),
-            Value::Map(m) => {
+            Value::Str(s) | Value::Html(s) => s.clone(),
+            Value::Map(m) | Value::Kv(m) => {
                 let items: Vec<String> = m.iter().map(|(k, v)| format!("{k}:{v}")).collect();
                 format!("map[{}]", items.join(" "))
             }
@@ -1237,8 +1533,70 @@ impl Value {
                 d.value.display()
             ),
             Value::Time(ms) => go_time(*ms),
+            Value::Duration(ns) => go_duration(*ns),
+            Value::List(l) => {
+                let items: Vec<String> = l.items.iter().map(Value::display).collect();
+                format!("[{}]", items.join(" "))
+            }
+            Value::Struct(st) => {
+                let items: Vec<String> = st.fields.iter().map(|(_, v)| v.display()).collect();
+                format!("{{{}}}", items.join(" "))
+            }
         }
     }
+
+    /// The text of a string-kinded value (`string`, `template.HTML`).
+    fn as_text(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) | Value::Html(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Go's `time.Duration.String()`: `1h2m3.5s`, `12m0s`, `1.5ms`, `0s`.
+fn go_duration(ns: i64) -> String {
+    fn frac(v: u64, prec: u32) -> (String, u64) {
+        let p = 10u64.pow(prec);
+        let (int, f) = (v / p, v % p);
+        if f == 0 {
+            return (String::new(), int);
+        }
+        let digits = format!("{f:0width$}", width = prec as usize);
+        (format!(".{}", digits.trim_end_matches('0')), int)
+    }
+    if ns == 0 {
+        return "0s".into();
+    }
+    let neg = ns < 0;
+    let u = ns.unsigned_abs();
+    let mut out = String::new();
+    if u < 1_000_000_000 {
+        let (unit, prec) = if u < 1_000 {
+            ("ns", 0)
+        } else if u < 1_000_000 {
+            ("\u{b5}s", 3)
+        } else {
+            ("ms", 6)
+        };
+        let (f, int) = frac(u, prec);
+        let _ = write!(out, "{int}{f}{unit}");
+    } else {
+        let (f, secs) = frac(u, 9);
+        let (mins, s) = (secs / 60, secs % 60);
+        let (hours, m) = (mins / 60, mins % 60);
+        if hours > 0 {
+            let _ = write!(out, "{hours}h");
+        }
+        if mins > 0 {
+            let _ = write!(out, "{m}m");
+        }
+        let _ = write!(out, "{s}{f}s");
+    }
+    if neg {
+        out.insert(0, '-');
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1253,9 +1611,20 @@ enum Flow {
 
 struct Exec<'a> {
     name: &'a str,
+    mode: Mode,
     vars: Vec<(String, Value)>,
     out: String,
-    data: &'a TemplateData,
+    /// The alert data, for `externalURL` and `pathPrefix` (alert templates only).
+    data: Option<&'a TemplateData>,
+    /// What `since` counts to (ms since the epoch).
+    now_ms: i64,
+}
+
+/// What functions may read besides their arguments.
+struct CallCtx<'a> {
+    mode: Mode,
+    data: Option<&'a TemplateData>,
+    now_ms: i64,
 }
 
 /// Most iterations `range` may run over one value (templates are small; this bounds a
@@ -1285,6 +1654,10 @@ impl Exec<'_> {
                     if pipe.decl.is_empty() {
                         match v {
                             Value::Nil => self.out.push_str("<no value>"),
+                            Value::Html(h) => self.out.push_str(&h),
+                            v if self.mode == Mode::Html => {
+                                self.out.push_str(&html_escape(&v.display()));
+                            }
                             v => self.out.push_str(&v.display()),
                         }
                     }
@@ -1311,9 +1684,17 @@ impl Exec<'_> {
                     let mark = self.vars.len();
                     let v = self.pipeline(&c.pipe, dot, false)?;
                     let items: Vec<(Value, Value)> = match &v {
-                        Value::Map(m) => m
+                        Value::Map(m) | Value::Kv(m) => m
                             .iter()
                             .map(|(k, v)| (Value::Str(k.clone()), Value::Str(v.clone())))
+                            .collect(),
+                        Value::List(l) => l
+                            .items
+                            .iter()
+                            .enumerate()
+                            .map(|(i, x)| {
+                                (Value::Int(i64::try_from(i).unwrap_or(i64::MAX)), x.clone())
+                            })
                             .collect(),
                         Value::Nil => Vec::new(),
                         other => {
@@ -1393,9 +1774,51 @@ impl Exec<'_> {
             return Err(self.fail(pos, &cmd.text, "nil is not a command"));
         }
         if cmd.args.len() > 1 || piped.is_some() {
+            // `.Labels.Remove (stringSlice "a")`, `.StartsAt.Format "…"`: a method call
+            // with arguments (notification templates only).
+            if self.mode.is_notification()
+                && let Some((receiver, method)) = self.method_receiver(first, dot)?
+            {
+                let mut args = Vec::with_capacity(cmd.args.len());
+                for a in &cmd.args[1..] {
+                    args.push(self.operand(a, dot)?);
+                }
+                if let Some(p) = piped {
+                    args.push(p);
+                }
+                return call_method(&receiver, &method, &args)
+                    .map_err(|m| self.fail(first.pos, &first.text, m));
+            }
             return Err(self.fail(pos, &cmd.text, "can't give argument to non-function"));
         }
         self.operand(first, dot)
+    }
+
+    /// The receiver and name of the last field of an operand that ends in a field
+    /// (`.A.B`, `$x.B`, `(…).B`); `None` when it has no field.
+    fn method_receiver(
+        &mut self,
+        op: &Operand,
+        dot: &Value,
+    ) -> Result<Option<(Value, String)>, TemplateError> {
+        let (pos, at) = (op.pos, op.text.as_str());
+        if let Term::Field(chain) = &op.term {
+            let Some((last, init)) = chain.split_last() else {
+                return Ok(None);
+            };
+            let receiver = self.fields(dot.clone(), init, pos, at)?;
+            return Ok(Some((receiver, last.clone())));
+        }
+        let Some((last, init)) = op.fields.split_last() else {
+            return Ok(None);
+        };
+        let base = Operand {
+            fields: Vec::new(),
+            ..op.clone()
+        };
+        let base = self.operand(&base, dot)?;
+        let receiver = self.fields(base, init, op.fields_pos, at)?;
+        Ok(Some((receiver, last.clone())))
     }
 
     fn operand(&mut self, op: &Operand, dot: &Value) -> Result<Value, TemplateError> {
@@ -1428,6 +1851,10 @@ impl Exec<'_> {
         at: &str,
     ) -> Result<Value, TemplateError> {
         for f in chain {
+            if self.mode.is_notification() {
+                v = notify_field(&v, f).map_err(|m| self.fail(pos, at, m))?;
+                continue;
+            }
             v = match &v {
                 Value::Map(m) => Value::Str(m.get(f).cloned().unwrap_or_default()),
                 Value::Data(d) => match f.as_str() {
@@ -1500,7 +1927,12 @@ impl Exec<'_> {
         if let Some(p) = piped {
             values.push(p);
         }
-        call_function(name, &values, self.data).map_err(|e| match e {
+        let ctx = CallCtx {
+            mode: self.mode,
+            data: self.data,
+            now_ms: self.now_ms,
+        };
+        call_function(name, &values, &ctx).map_err(|e| match e {
             CallError::Call(m) => self.fail(pos, at, format!("error calling {name}: {m}")),
             // A mistyped argument is reported at that argument (the piped one at the call).
             CallError::Arg(i, m) => match args.get(i) {
@@ -1532,6 +1964,38 @@ fn want_args(name: &str, args: &[Value], n: usize) -> Result<(), CallError> {
     }
 }
 
+/// Argument `i` as a `[]string`.
+fn arg_strings(args: &[Value], i: usize) -> Result<Vec<&str>, CallError> {
+    let wrong = |t: &str| {
+        CallError::Arg(
+            i,
+            format!("wrong type for value; expected []string; got {t}"),
+        )
+    };
+    match &args[i] {
+        Value::List(l) if l.type_name == "[]string" => Ok(l
+            .items
+            .iter()
+            .map(|x| x.as_text().unwrap_or_default())
+            .collect()),
+        other => Err(wrong(&other.type_name())),
+    }
+}
+
+/// Argument `i` as a `time.Time` (ms since the epoch).
+fn arg_time(args: &[Value], i: usize) -> Result<i64, CallError> {
+    match &args[i] {
+        Value::Time(ms) => Ok(*ms),
+        other => Err(CallError::Arg(
+            i,
+            format!(
+                "wrong type for value; expected time.Time; got {}",
+                other.type_name()
+            ),
+        )),
+    }
+}
+
 fn arg_str(args: &[Value], i: usize) -> Result<&str, CallError> {
     match &args[i] {
         Value::Str(s) => Ok(s),
@@ -1550,6 +2014,8 @@ fn to_float(v: &Value) -> Result<f64, CallError> {
     match v {
         Value::Float(f) => Ok(*f),
         Value::Int(i) => Ok(*i as f64),
+        // Alertmanager's `humanizeDuration` takes a `time.Duration` as seconds.
+        Value::Duration(ns) => Ok(*ns as f64 / 1e9),
         Value::Str(s) => parse_go_float(s).ok_or_else(|| {
             CallError::Call(format!("strconv.ParseFloat: parsing {s:?}: invalid syntax"))
         }),
@@ -1589,7 +2055,8 @@ fn basic_kind(v: &Value) -> Option<Kind> {
         Value::Bool(_) => Some(Kind::Bool),
         Value::Int(_) => Some(Kind::Int),
         Value::Float(_) => Some(Kind::Float),
-        Value::Str(_) => Some(Kind::Str),
+        Value::Str(_) | Value::Html(_) => Some(Kind::Str),
+        Value::Duration(_) => Some(Kind::Int),
         _ => None,
     }
 }
@@ -1615,17 +2082,18 @@ fn compare(a: &Value, b: &Value, ordered: bool) -> Result<std::cmp::Ordering, Ca
                 Ordering::Less
             }
         }
-        (Value::Int(x), Value::Int(y)) => x.cmp(y),
+        (Value::Int(x) | Value::Duration(x), Value::Int(y) | Value::Duration(y)) => x.cmp(y),
         // NaN compares unequal and unordered; Less keeps `eq` false and `lt` … as Go does
         // closely enough (Go's `lt NaN x` is false; so is ours for `lt`, see below).
         (Value::Float(x), Value::Float(y)) => x.partial_cmp(y).unwrap_or(Ordering::Greater),
-        (Value::Str(x), Value::Str(y)) => x.cmp(y),
+        (Value::Str(x) | Value::Html(x), Value::Str(y) | Value::Html(y)) => x.cmp(y),
         _ => return Err(bad_type()),
     })
 }
 
-fn call_function(name: &str, args: &[Value], data: &TemplateData) -> Result<Value, CallError> {
+fn call_function(name: &str, args: &[Value], ctx: &CallCtx<'_>) -> Result<Value, CallError> {
     use std::cmp::Ordering;
+    let notify = ctx.mode.is_notification();
     let one = |args: &[Value]| -> Result<Value, CallError> {
         want_args(name, args, 1)?;
         Ok(args[0].clone())
@@ -1633,8 +2101,9 @@ fn call_function(name: &str, args: &[Value], data: &TemplateData) -> Result<Valu
     match name {
         "not" => Ok(Value::Bool(!one(args)?.truth())),
         "len" => match one(args)? {
-            Value::Str(s) => Ok(Value::Int(s.len() as i64)),
-            Value::Map(m) => Ok(Value::Int(m.len() as i64)),
+            Value::Str(s) | Value::Html(s) => Ok(Value::Int(s.len() as i64)),
+            Value::Map(m) | Value::Kv(m) => Ok(Value::Int(m.len() as i64)),
+            Value::List(l) => Ok(Value::Int(l.items.len() as i64)),
             other => Err(CallError::Call(format!(
                 "len of type {}",
                 other.type_name()
@@ -1649,10 +2118,24 @@ fn call_function(name: &str, args: &[Value], data: &TemplateData) -> Result<Valu
             let mut v = args[0].clone();
             for k in &args[1..] {
                 v = match (&v, k) {
-                    (Value::Map(m), Value::Str(k)) => {
+                    (Value::Map(m) | Value::Kv(m), Value::Str(k)) => {
                         Value::Str(m.get(k).cloned().unwrap_or_default())
                     }
-                    (Value::Map(_), other) => {
+                    (Value::List(l), Value::Int(i)) => {
+                        match usize::try_from(*i).ok().and_then(|i| l.items.get(i)) {
+                            Some(x) => x.clone(),
+                            None => {
+                                return Err(CallError::Call(format!("index out of range: {i}")));
+                            }
+                        }
+                    }
+                    (Value::List(_), other) => {
+                        return Err(CallError::Call(format!(
+                            "cannot index slice/array with type {}",
+                            other.type_name()
+                        )));
+                    }
+                    (Value::Map(_) | Value::Kv(_), other) => {
                         return Err(CallError::Call(format!(
                             "value has type {}; should be string",
                             other.type_name()
@@ -1714,11 +2197,48 @@ fn call_function(name: &str, args: &[Value], data: &TemplateData) -> Result<Valu
                 _ => ord != Ordering::Less,
             }))
         }
+        // In HTML mode the escaped text is safe: printing it again must not escape twice.
+        "html" if ctx.mode == Mode::Html => Ok(Value::Html(html_escape(&sprint(args)))),
         "html" => Ok(Value::Str(html_escape(&sprint(args)))),
         "urlquery" => Ok(Value::Str(query_escape(&sprint(args)))),
         "safeHtml" => {
             want_args(name, args, 1)?;
-            Ok(Value::Str(arg_str(args, 0)?.to_string()))
+            let s = arg_str(args, 0)?.to_string();
+            Ok(if notify {
+                Value::Html(s)
+            } else {
+                Value::Str(s)
+            })
+        }
+        "trimSpace" => {
+            want_args(name, args, 1)?;
+            Ok(Value::Str(arg_str(args, 0)?.trim().to_string()))
+        }
+        "stringSlice" => {
+            let mut items = Vec::with_capacity(args.len());
+            for i in 0..args.len() {
+                items.push(arg_str(args, i)?.to_string());
+            }
+            Ok(Value::strings(items))
+        }
+        "join" => {
+            want_args(name, args, 2)?;
+            let sep = arg_str(args, 0)?;
+            let items = arg_strings(args, 1)?;
+            Ok(Value::Str(items.join(sep)))
+        }
+        "date" => {
+            want_args(name, args, 2)?;
+            let layout = arg_str(args, 0)?;
+            let ms = arg_time(args, 1)?;
+            Ok(Value::Str(go_format_time(ms, layout)))
+        }
+        "since" => {
+            want_args(name, args, 1)?;
+            let ms = arg_time(args, 0)?;
+            Ok(Value::Duration(
+                ctx.now_ms.saturating_sub(ms).saturating_mul(1_000_000),
+            ))
         }
         "toUpper" | "toLower" | "title" | "stripPort" => {
             want_args(name, args, 1)?;
@@ -1773,11 +2293,17 @@ fn call_function(name: &str, args: &[Value], data: &TemplateData) -> Result<Valu
         }
         "externalURL" => {
             want_args(name, args, 0)?;
-            Ok(Value::Str(data.external_url.clone()))
+            Ok(Value::Str(
+                ctx.data.map(|d| d.external_url.clone()).unwrap_or_default(),
+            ))
         }
         "pathPrefix" => {
             want_args(name, args, 0)?;
-            Ok(Value::Str(url_path(&data.external_url)))
+            Ok(Value::Str(
+                ctx.data
+                    .map(|d| url_path(&d.external_url))
+                    .unwrap_or_default(),
+            ))
         }
         "graphLink" | "tableLink" => {
             want_args(name, args, 1)?;
@@ -1790,6 +2316,306 @@ fn call_function(name: &str, args: &[Value], data: &TemplateData) -> Result<Valu
         }
         other => Err(CallError::Args(format!("function {other:?} not defined"))),
     }
+}
+
+/// A field (or zero-argument method) of a value in a notification template.
+fn notify_field(v: &Value, f: &str) -> Result<Value, String> {
+    let no_field = |v: &Value| format!("can't evaluate field {f} in type {}", v.type_name());
+    let want_args = |n: usize| format!("wrong number of args for {f}: want {n} got 0");
+    Ok(match v {
+        Value::Kv(m) => match f {
+            "SortedPairs" => sorted_pairs(m),
+            "Names" => Value::strings(sorted_keys(m).into_iter().map(|(k, _)| k.clone())),
+            "Values" => Value::strings(sorted_keys(m).into_iter().map(|(_, v)| v.clone())),
+            "Remove" => return Err(want_args(1)),
+            key => Value::Str(m.get(key).cloned().unwrap_or_default()),
+        },
+        Value::Map(m) => Value::Str(m.get(f).cloned().unwrap_or_default()),
+        Value::List(l) => match l.fields.iter().find(|(k, _)| k == f) {
+            Some((_, x)) => x.clone(),
+            None => return Err(no_field(v)),
+        },
+        Value::Struct(st) => match st.fields.iter().find(|(k, _)| k == f) {
+            Some((_, x)) => x.clone(),
+            None => return Err(no_field(v)),
+        },
+        Value::Time(ms) => match f {
+            "Unix" => Value::Int(ms.div_euclid(1000)),
+            "UnixMilli" => Value::Int(*ms),
+            "IsZero" => Value::Bool(*ms == GO_ZERO_TIME_MS),
+            "UTC" => Value::Time(*ms),
+            "Format" | "Sub" => return Err(want_args(1)),
+            _ => return Err(no_field(v)),
+        },
+        Value::Duration(ns) => match f {
+            "Hours" => Value::Float(*ns as f64 / 3.6e12),
+            "Minutes" => Value::Float(*ns as f64 / 6e10),
+            "Seconds" => Value::Float(*ns as f64 / 1e9),
+            "Milliseconds" => Value::Int(ns / 1_000_000),
+            "String" => Value::Str(go_duration(*ns)),
+            _ => return Err(no_field(v)),
+        },
+        Value::Nil => return Err(format!("nil pointer evaluating interface {{}}.{f}")),
+        other => return Err(no_field(other)),
+    })
+}
+
+/// A method called with arguments in a notification template (`.Labels.Remove …`,
+/// `.StartsAt.Format …`, `.EndsAt.Sub …`).
+fn call_method(receiver: &Value, name: &str, args: &[Value]) -> Result<Value, String> {
+    let want = |n: usize| {
+        if args.len() == n {
+            Ok(())
+        } else {
+            Err(format!(
+                "wrong number of args for {name}: want {n} got {}",
+                args.len()
+            ))
+        }
+    };
+    let wrong_type = |want: &str, got: &Value| {
+        format!(
+            "wrong type for value; expected {want}; got {}",
+            got.type_name()
+        )
+    };
+    match (receiver, name) {
+        (Value::Kv(m), "Remove") => {
+            want(1)?;
+            let Value::List(l) = &args[0] else {
+                return Err(wrong_type("[]string", &args[0]));
+            };
+            if l.type_name != "[]string" {
+                return Err(wrong_type("[]string", &args[0]));
+            }
+            let mut out = (**m).clone();
+            for k in l.items.iter().filter_map(Value::as_text) {
+                out.remove(k);
+            }
+            Ok(Value::Kv(Rc::new(out)))
+        }
+        (Value::Time(ms), "Format") => {
+            want(1)?;
+            match &args[0] {
+                Value::Str(layout) => Ok(Value::Str(go_format_time(*ms, layout))),
+                other => Err(wrong_type("string", other)),
+            }
+        }
+        (Value::Time(ms), "Sub") => {
+            want(1)?;
+            match &args[0] {
+                Value::Time(t) => Ok(Value::Duration(
+                    ms.saturating_sub(*t).saturating_mul(1_000_000),
+                )),
+                other => Err(wrong_type("time.Time", other)),
+            }
+        }
+        (Value::Kv(_), "SortedPairs" | "Names" | "Values") => Err(format!(
+            "wrong number of args for {name}: want 0 got {}",
+            args.len()
+        )),
+        (Value::Kv(_) | Value::Map(_), _) => {
+            Err(format!("{name} is not a method but has arguments"))
+        }
+        (Value::Time(_), "Unix" | "UnixMilli" | "IsZero" | "UTC")
+        | (Value::Duration(_), "Hours" | "Minutes" | "Seconds" | "Milliseconds" | "String") => Err(
+            format!("wrong number of args for {name}: want 0 got {}", args.len()),
+        ),
+        (Value::Struct(st), _) if st.fields.iter().any(|(k, _)| k == name) => Err(format!(
+            "{name} has arguments but cannot be invoked as function"
+        )),
+        (Value::List(l), _) if l.fields.iter().any(|(k, _)| k == name) => Err(format!(
+            "wrong number of args for {name}: want 0 got {}",
+            args.len()
+        )),
+        (Value::Nil, _) => Err(format!("nil pointer evaluating interface {{}}.{name}")),
+        (other, _) => Err(format!(
+            "can't evaluate field {name} in type {}",
+            other.type_name()
+        )),
+    }
+}
+
+/// Alertmanager's key order for `KV`: `alertname` first, then the others sorted.
+fn sorted_keys(m: &BTreeMap<String, String>) -> Vec<(&String, &String)> {
+    let mut out: Vec<(&String, &String)> = m.iter().filter(|(k, _)| *k == "alertname").collect();
+    out.extend(m.iter().filter(|(k, _)| *k != "alertname"));
+    out
+}
+
+/// Alertmanager's `KV.SortedPairs()`: a `template.Pairs` of `template.Pair{Name, Value}`,
+/// with its methods `.Names` and `.Values`.
+fn sorted_pairs(m: &BTreeMap<String, String>) -> Value {
+    let keys = sorted_keys(m);
+    let items = keys
+        .iter()
+        .map(|(k, v)| {
+            Value::Struct(Rc::new(StructValue {
+                type_name: "template.Pair".into(),
+                fields: vec![
+                    ("Name".into(), Value::Str((*k).clone())),
+                    ("Value".into(), Value::Str((*v).clone())),
+                ],
+            }))
+        })
+        .collect();
+    Value::List(Rc::new(ListValue {
+        type_name: "template.Pairs".into(),
+        items,
+        fields: vec![
+            (
+                "Names".into(),
+                Value::strings(keys.iter().map(|(k, _)| (*k).clone())),
+            ),
+            (
+                "Values".into(),
+                Value::strings(keys.iter().map(|(_, v)| (*v).clone())),
+            ),
+        ],
+    }))
+}
+
+/// Go's `time.Time.Format(layout)` of a UTC time, for the layout elements of Go's `time`
+/// package: `2006 06 01 1 Jan January 02 2 _2 002 15 03 3 04 4 05 5 PM pm Mon Monday MST`,
+/// the zone offsets (`-0700 -07:00 -07 Z0700 Z07:00 Z07` …, always UTC here) and fractional
+/// seconds (`.000`, `.999`, also after `,`). Anything else is copied.
+pub fn go_format_time(ms: i64, layout: &str) -> String {
+    use chrono::{Datelike, Timelike};
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const DAYS: [&str; 7] = [
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+    ];
+    let Some(t) = chrono::DateTime::from_timestamp_millis(ms) else {
+        return format!("{ms}ms");
+    };
+    let month = MONTHS[t.month0() as usize];
+    let day = DAYS[t.weekday().num_days_from_sunday() as usize];
+    let hour12 = match t.hour() % 12 {
+        0 => 12,
+        h => h,
+    };
+    let millis = ms.rem_euclid(1000);
+    let b = layout.as_bytes();
+    let mut out = String::with_capacity(layout.len() + 8);
+    let mut i = 0;
+    // The longest element that starts at `i`, as Go's `nextStdChunk` picks it.
+    while i < b.len() {
+        let rest = &layout[i..];
+        let starts = |p: &str| rest.starts_with(p);
+        let (text, n): (String, usize) = if starts("January") {
+            (month.into(), 7)
+        } else if starts("Jan") {
+            (month[..3].into(), 3)
+        } else if starts("Monday") {
+            (day.into(), 6)
+        } else if starts("Mon") {
+            (day[..3].into(), 3)
+        } else if starts("MST") {
+            ("UTC".into(), 3)
+        } else if starts("2006") {
+            (format!("{:04}", t.year()), 4)
+        } else if starts("002") {
+            (format!("{:03}", t.ordinal()), 3)
+        } else if starts("01") {
+            (format!("{:02}", t.month()), 2)
+        } else if starts("02") {
+            (format!("{:02}", t.day()), 2)
+        } else if starts("03") {
+            (format!("{hour12:02}"), 2)
+        } else if starts("04") {
+            (format!("{:02}", t.minute()), 2)
+        } else if starts("05") {
+            (format!("{:02}", t.second()), 2)
+        } else if starts("06") {
+            (format!("{:02}", t.year().rem_euclid(100)), 2)
+        } else if starts("15") {
+            (format!("{:02}", t.hour()), 2)
+        } else if starts("1") {
+            (t.month().to_string(), 1)
+        } else if starts("__2") {
+            (format!("{:>3}", t.ordinal()), 3)
+        } else if starts("_2") && !starts("_2006") {
+            (format!("{:>2}", t.day()), 2)
+        } else if starts("2") {
+            (t.day().to_string(), 1)
+        } else if starts("3") {
+            (hour12.to_string(), 1)
+        } else if starts("4") {
+            (t.minute().to_string(), 1)
+        } else if starts("5") {
+            (t.second().to_string(), 1)
+        } else if starts("PM") || starts("pm") {
+            let pm = if t.hour() >= 12 { "PM" } else { "AM" };
+            (
+                if starts("pm") {
+                    pm.to_lowercase()
+                } else {
+                    pm.into()
+                },
+                2,
+            )
+        } else if let Some(p) = ["-07:00:00", "-070000", "-07:00", "-0700", "-07"]
+            .iter()
+            .find(|p| starts(p))
+        {
+            let zeros: String = p[1..]
+                .chars()
+                .map(|c| if c == ':' { ':' } else { '0' })
+                .collect();
+            (format!("+{zeros}"), p.len())
+        } else if let Some(p) = ["Z07:00:00", "Z070000", "Z07:00", "Z0700", "Z07"]
+            .iter()
+            .find(|p| starts(p))
+        {
+            ("Z".into(), p.len())
+        } else if (b[i] == b'.' || b[i] == b',') && matches!(b.get(i + 1), Some(b'0' | b'9')) && {
+            let d = b[i + 1];
+            let j = i + 1 + b[i + 1..].iter().take_while(|c| **c == d).count();
+            !b.get(j).is_some_and(u8::is_ascii_digit)
+        } {
+            let d = b[i + 1];
+            let digits = b[i + 1..].iter().take_while(|c| **c == d).count();
+            let frac = format!("{millis:03}{}", "0".repeat(digits.saturating_sub(3)));
+            let frac = &frac[..digits.min(frac.len())];
+            let sep = char::from(b[i]);
+            let text = if d == b'0' {
+                format!("{sep}{frac}")
+            } else {
+                let trimmed = frac.trim_end_matches('0');
+                if trimmed.is_empty() {
+                    String::new()
+                } else {
+                    format!("{sep}{trimmed}")
+                }
+            };
+            (text, 1 + digits)
+        } else {
+            let ch = rest.chars().next().unwrap_or(' ');
+            (ch.to_string(), ch.len_utf8())
+        };
+        out.push_str(&text);
+        i += n;
+    }
+    out
 }
 
 /// Go's `regexp.MustCompile` panic text (the reason itself is the Rust crate's).
@@ -1932,7 +2758,7 @@ fn query_escape(s: &str) -> String {
 fn sprint(args: &[Value]) -> String {
     let mut out = String::new();
     for (i, a) in args.iter().enumerate() {
-        if i > 0 && !matches!(a, Value::Str(_)) && !matches!(args[i - 1], Value::Str(_)) {
+        if i > 0 && a.as_text().is_none() && args[i - 1].as_text().is_none() {
             out.push(' ');
         }
         out.push_str(&a.display());
@@ -2264,12 +3090,22 @@ fn sprintf(format: &str, args: &[Value]) -> String {
                 !f.is_sign_negative() && !f.is_nan(),
             ),
             ('v', Value::Int(n)) => number_sign(n.to_string(), *n >= 0),
-            ('v', Value::Str(s)) | ('s', Value::Str(s)) => match prec {
+            ('v' | 's', Value::Str(s) | Value::Html(s)) => match prec {
                 Some(p) => s.chars().take(p).collect(),
                 None => s.clone(),
             },
             ('v', other) => other.display(),
-            ('s', Value::Map(_) | Value::Data(_) | Value::Time(_)) => arg.display(),
+            (
+                's',
+                Value::Map(_)
+                | Value::Data(_)
+                | Value::Time(_)
+                | Value::Kv(_)
+                | Value::List(_)
+                | Value::Struct(_)
+                | Value::Duration(_),
+            ) => arg.display(),
+            ('d', Value::Duration(n)) => number_sign(n.to_string(), *n >= 0),
             ('d', Value::Int(n)) => number_sign(n.to_string(), *n >= 0),
             ('f' | 'F' | 'e' | 'E' | 'g' | 'G', Value::Float(f)) => {
                 let v = if verb == 'F' { 'f' } else { verb };
@@ -2626,5 +3462,263 @@ mod tests {
         }
         // Variables declared in a control do not leak out of it.
         assert!(Template::parse("t", "{{ if true }}{{ $x := 1 }}{{ end }}{{ $x }}").is_err());
+    }
+
+    /// 2024-05-01 10:00:00.5 UTC.
+    const AT: i64 = 1_714_557_600_500;
+
+    fn notify_data() -> TplValue {
+        let item = |name: &str| {
+            TplValue::Struct(TplStruct {
+                type_name: "test.Item".into(),
+                fields: vec![("Name".into(), TplValue::str(name))],
+            })
+        };
+        TplValue::Struct(TplStruct {
+            type_name: "*test.Data".into(),
+            fields: vec![
+                ("Name".into(), TplValue::str("n<&>\"'")),
+                (
+                    "Items".into(),
+                    TplValue::List(TplList {
+                        type_name: "test.Items".into(),
+                        items: vec![item("a"), item("b")],
+                        fields: vec![("First".into(), item("a"))],
+                    }),
+                ),
+                (
+                    "Labels".into(),
+                    TplValue::Map(
+                        [("b", "2"), ("alertname", "Down"), ("a", "1")]
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                    ),
+                ),
+                ("At".into(), TplValue::Time(AT)),
+                ("Zero".into(), TplValue::Time(GO_ZERO_TIME_MS)),
+                ("Value".into(), TplValue::Float(1234.5)),
+                ("Empty".into(), TplValue::List(TplList::default())),
+            ],
+        })
+    }
+
+    fn notify(mode: Mode, text: &str) -> Result<String, String> {
+        let t = Template::parse_with("t", text, mode).map_err(|e| e.0)?;
+        // 12 min 1.5 s after AT.
+        t.expand_value(&notify_data(), AT + 721_500)
+            .map_err(|e| e.0)
+    }
+
+    #[test]
+    fn notification_mode_table() {
+        let cases: &[(&str, &str)] = &[
+            ("{{ range .Items }}{{ .Name }},{{ end }}", "a,b,"),
+            (
+                "{{ range $i, $x := .Items }}{{ $i }}:{{ $x.Name }} {{ end }}",
+                "0:a 1:b ",
+            ),
+            ("{{ range .Empty }}x{{ else }}none{{ end }}", "none"),
+            ("{{ len .Items }} {{ (index .Items 1).Name }}", "2 b"),
+            ("{{ .Items.First.Name }} {{ .Items }}", "a [{a} {b}]"),
+            ("{{ if .Empty }}x{{ else }}empty{{ end }}", "empty"),
+            ("{{ .Labels.b }}[{{ .Labels.nope }}]", "2[]"),
+            ("{{ index .Labels \"a\" }}", "1"),
+            ("{{ .Labels.Names | join \",\" }}", "alertname,a,b"),
+            ("{{ .Labels.Values | join \" \" }}", "Down 1 2"),
+            (
+                "{{ range .Labels.SortedPairs }}{{ .Name }}={{ .Value }};{{ end }}",
+                "alertname=Down;a=1;b=2;",
+            ),
+            ("{{ .Labels.SortedPairs.Names | join \"\" }}", "alertnameab"),
+            (
+                "{{ .Labels.Remove (stringSlice \"alertname\" \"b\") }}",
+                "map[a:1]",
+            ),
+            (
+                "{{ range $k, $v := .Labels }}{{ $k }}{{ end }}",
+                "aalertnameb",
+            ),
+            ("{{ .At }}", "2024-05-01 10:00:00.5 +0000 UTC"),
+            (
+                "{{ .Zero }} {{ .Zero.IsZero }} {{ .At.IsZero }}",
+                "0001-01-01 00:00:00 +0000 UTC true false",
+            ),
+            (
+                "{{ .At | date \"2006-01-02 15:04:05 MST\" }}",
+                "2024-05-01 10:00:00 UTC",
+            ),
+            (
+                "{{ .At.Format \"Mon Monday Jan January 1 01 2 02 _2 002 06 3 03 4 04 5 05 15 PM pm\" }}",
+                "Wed Wednesday May May 5 05 1 01  1 122 24 10 10 0 00 0 00 10 AM am",
+            ),
+            (
+                "{{ .At.Format \"-0700 -07:00 -07 Z0700 Z07:00 .000 .999 ,00 .9999 1.000x\" }}",
+                "+0000 +00:00 +00 Z Z .500 .5 ,50 .5 5.500x",
+            ),
+            ("{{ .Zero.Format \".999|.000\" }}", "|.000"),
+            (
+                "{{ .At.Unix }} {{ .At.UnixMilli }}",
+                "1714557600 1714557600500",
+            ),
+            ("{{ since .At }}", "12m1.5s"),
+            ("{{ since .At | humanizeDuration }}", "12m 1s"),
+            (
+                "{{ (since .At).Minutes }} {{ (since .At).Milliseconds }}",
+                "12.025 721500",
+            ),
+            (
+                "{{ .At.Sub .Zero | printf \"%.0f\" }}",
+                "%!f(time.Duration=2562047h47m16.854775807s)",
+            ),
+            (
+                "{{ (.At.Sub .At) }} {{ .At.Sub .At | humanizeDuration }}",
+                "0s 0s",
+            ),
+            (
+                "{{ printf \"%v|%s|%d\" (since .At) (since .At) (since .At) }}",
+                "12m1.5s|12m1.5s|721500000000",
+            ),
+            ("{{ if gt (since .At) 0 }}old{{ end }}", "old"),
+            (
+                "{{ trimSpace \"  a b \" }}|{{ toUpper \"a\" }}{{ title \"ab cd\" }}",
+                "a b|AAb Cd",
+            ),
+            (
+                "{{ if match \"^a\" \"abc\" }}y{{ end }}{{ reReplaceAll \"a\" \"b\" \"aa\" }}",
+                "ybb",
+            ),
+            (
+                "{{ .Value | humanize }} {{ humanizePercentage 0.5 }} {{ .Value }}",
+                "1.234k 50% 1234.5",
+            ),
+            (
+                "{{ stringSlice \"a\" \"b\" }} {{ len (stringSlice) }}",
+                "[a b] 0",
+            ),
+            ("{{ safeHtml \"<b>\" }}{{ .Name }}", "<b>n<&>\"'"),
+            (
+                "{{ eq (safeHtml \"a\") \"a\" }} {{ print (safeHtml \"a\") 1 }}",
+                "true a1",
+            ),
+            ("{{ $.Name }}", "n<&>\"'"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                notify(Mode::Text, text).as_deref(),
+                Ok(*want),
+                "template {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn notification_mode_html_escapes_printed_values() {
+        let cases: &[(&str, &str)] = &[
+            ("<p>{{ .Name }}</p>", "<p>n&lt;&amp;&gt;&#34;&#39;</p>"),
+            ("{{ safeHtml \"<b>\" }}", "<b>"),
+            ("{{ html .Name }}", "n&lt;&amp;&gt;&#34;&#39;"),
+            ("{{ printf \"<%s>\" \"x\" }}", "&lt;x&gt;"),
+            ("{{ .Labels }}", "map[a:1 alertname:Down b:2]"),
+            ("{{ $x := \"<\" }}{{ $x }}", "&lt;"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                notify(Mode::Html, text).as_deref(),
+                Ok(*want),
+                "template {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn notification_mode_errors() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "{{ .Nope }}",
+                "template: t:1:3: executing \"t\" at <.Nope>: can't evaluate field Nope in type *test.Data",
+            ),
+            (
+                "x\n {{ index .Items 5 }}",
+                "template: t:2:4: executing \"t\" at <index .Items 5>: error calling index: index out of range: 5",
+            ),
+            (
+                "{{ .Labels.Remove }}",
+                "template: t:1:3: executing \"t\" at <.Labels.Remove>: wrong number of args for Remove: want 1 got 0",
+            ),
+            (
+                "{{ .Labels.Remove \"a\" }}",
+                "template: t:1:3: executing \"t\" at <.Labels.Remove>: wrong type for value; expected []string; got string",
+            ),
+            (
+                "{{ .Name.Foo }}",
+                "template: t:1:3: executing \"t\" at <.Name.Foo>: can't evaluate field Foo in type string",
+            ),
+            (
+                "{{ join \",\" .Name }}",
+                "template: t:1:12: executing \"t\" at <.Name>: wrong type for value; expected []string; got string",
+            ),
+            (
+                "{{ .Name | date \"2006\" }}",
+                "template: t:1:11: executing \"t\" at <date \"2006\">: wrong type for value; expected time.Time; got string",
+            ),
+            (
+                "{{ safeHtml \"a\" | toUpper }}",
+                "template: t:1:18: executing \"t\" at <toUpper>: wrong type for value; expected string; got template.HTML",
+            ),
+            (
+                "{{ .Items.First.Name \"x\" }}",
+                "template: t:1:3: executing \"t\" at <.Items.First.Name>: Name has arguments but cannot be invoked as function",
+            ),
+            (
+                "{{ .Labels.a \"x\" }}",
+                "template: t:1:3: executing \"t\" at <.Labels.a>: a is not a method but has arguments",
+            ),
+            (
+                "{{ $labels }}",
+                "template: t:1: undefined variable \"$labels\"",
+            ),
+            (
+                "{{ humanizeTimestamp 1 }}",
+                "template: t:1: function \"humanizeTimestamp\" not defined",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                notify(Mode::Text, text).err().as_deref(),
+                Some(*want),
+                "template {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn alert_templates_keep_refusing_notification_functions() {
+        for f in ["join", "since", "date", "trimSpace", "stringSlice"] {
+            let err = Template::parse("__alert_T", &format!("{{{{ {f} }}}}")).expect_err(f);
+            assert_eq!(
+                err.0,
+                format!("template: __alert_T:1: function \"{f}\" not defined")
+            );
+        }
+        // `safeHtml` stays a string function there, as the parity suite checks.
+        assert_eq!(expand("{{ safeHtml \"a\" | toUpper }}", 0.0), "A");
+    }
+
+    #[test]
+    fn go_duration_strings() {
+        let cases: &[(i64, &str)] = &[
+            (0, "0s"),
+            (1, "1ns"),
+            (1_500, "1.5\u{b5}s"),
+            (1_500_000, "1.5ms"),
+            (1_000_000_000, "1s"),
+            (61_000_000_000, "1m1s"),
+            (3_600_000_000_000, "1h0m0s"),
+            (-90_500_000_000, "-1m30.5s"),
+        ];
+        for (ns, want) in cases {
+            assert_eq!(go_duration(*ns), *want, "{ns}");
+        }
     }
 }

@@ -130,6 +130,8 @@ class Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        # Tests that kill the client in the middle of DATA wait for this line.
+        print("DATA-START", file=sys.stderr, flush=True)
         try:
             if ARGS.data_delay > 0:
                 await asyncio.sleep(ARGS.data_delay)
