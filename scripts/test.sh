@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests talk to (real peers, never mocks).
+# Debian packages the tests talk to (real peers, never mocks): promtool and prometheus,
+# redis, postgresql, and prometheus-alertmanager (amtool and the server).
 apt_needed=()
 command -v promtool >/dev/null 2>&1 || apt_needed+=(prometheus)
 command -v redis-server >/dev/null 2>&1 || apt_needed+=(redis-server)
@@ -21,10 +22,15 @@ if ((${#apt_needed[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_needed[@]}" >/dev/null
 fi
 
-# Python packages: moto (the AWS API emulator) for the AWS checks' tests.
-if ! command -v moto_server >/dev/null 2>&1; then
-    echo "test.sh: installing moto[server]" >&2
-    python3 -m pip install -q "moto[server]"
+# Python packages: moto (the AWS API emulator) for the AWS checks' tests, aiosmtpd
+# (a real SMTP server: STARTTLS, implicit TLS, AUTH) for the notification tests.
+pip_needed=()
+command -v moto_server >/dev/null 2>&1 || pip_needed+=("moto[server]")
+python3 -c "import aiosmtpd" >/dev/null 2>&1 || pip_needed+=(aiosmtpd)
+if ((${#pip_needed[@]})); then
+    echo "test.sh: installing ${pip_needed[*]}" >&2
+    python3 -m pip install -q "${pip_needed[@]}" 2>/dev/null \
+        || python3 -m pip install -q --break-system-packages "${pip_needed[@]}"
 fi
 
 # Rust components for the quality gates.

@@ -356,10 +356,11 @@ async fn silences_mute_and_expire() {
             now_ms - 60_000,
         ),
     ]);
-    bed.dispatcher.tick(now_ms);
+    // A start in the past becomes the moment of `add`: look a second later.
+    bed.dispatcher.tick(now_ms + 1000);
     assert_eq!(bed.summary(), ["team:RedisDown/redis"]);
     bed.silences.expire(&id).unwrap();
-    bed.dispatcher.tick(now_ms + 300_001);
+    bed.dispatcher.tick(now_ms + 301_000);
     // Its group (group_by alertname) flushed while muted; the next flush sends it.
     assert_eq!(bed.summary()[1], "team:BackupStale/pg_dump_backups");
 }

@@ -120,3 +120,16 @@ pub async fn silences_expire(
         Err(e) => error(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
+
+/// `POST /api/v1/report`: queues today's daily report now (once per day and integration,
+/// like the scheduled one).
+pub async fn report_now(State(st): State<Arc<WebState>>) -> Response {
+    let notify = Arc::clone(&st.notify);
+    match tokio::task::spawn_blocking(move || notify.queue_report_now()).await {
+        Ok(Ok(n)) => {
+            axum::Json(json!({"status": "success", "data": {"queued": n}})).into_response()
+        }
+        Ok(Err(e)) => error(axum::http::StatusCode::BAD_REQUEST, e),
+        Err(e) => error(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}

@@ -54,6 +54,7 @@ pub fn app(state: Arc<WebState>) -> Router {
         .route("/api/v1/checks", get(checks))
         .route("/api/v1/alerts", get(api::alerts))
         .route("/api/v1/notifications", get(api::notifications))
+        .route("/api/v1/report", post(api::report_now))
         .route(
             "/api/v1/silences",
             get(api::silences_list).post(api::silences_add),

@@ -47,6 +47,88 @@ fn state_cell(c: &CheckStatus) -> (&'static str, String) {
     }
 }
 
+/// Firing and pending alerts, silences, and the state of notifications.
+fn alerts_section(st: &WebState, h: &mut String, now: i64) {
+    use crate::rules::AlertState;
+    let notify = &st.notify;
+    let mut alerts: Vec<crate::rules::Alert> = notify
+        .alerts
+        .active_alerts()
+        .into_iter()
+        .filter(|a| {
+            a.state != AlertState::Inactive && a.labels.get("alertname") != Some("Watchdog")
+        })
+        .collect();
+    alerts.sort_by_key(|a| (a.state != AlertState::Firing, a.active_at_ms));
+    let _ = write!(h, "<h2>Alerts</h2>");
+    if alerts.is_empty() {
+        h.push_str("<p class=ok>No alert is firing.</p>");
+    } else {
+        h.push_str("<table id=alerts><thead><tr><th>Alert</th><th>State</th><th>Summary</th><th class=wide>Since</th></tr></thead><tbody>");
+        for a in &alerts {
+            let labels: crate::notify::LabelSet = a
+                .labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let muted = notify.dispatcher.suppression(&labels);
+            let state = match (a.state, muted.muted()) {
+                (AlertState::Firing, true) if !muted.silenced_by.is_empty() => "firing (silenced)",
+                (AlertState::Firing, true) => "firing (inhibited)",
+                (AlertState::Firing, false) => "firing",
+                _ => "pending",
+            };
+            let class = if a.state == AlertState::Firing && !muted.muted() {
+                "fail"
+            } else {
+                "pending"
+            };
+            let _ = write!(
+                h,
+                "<tr><td><b>{}</b><div class=detail>{}</div></td><td class={class}>{state}</td><td>{}</td><td class=wide>{}</td></tr>",
+                esc(a.labels.get("alertname").unwrap_or("")),
+                esc(&a
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| *k != "alertname")
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")),
+                esc(a.annotations.get("summary").unwrap_or("")),
+                ago(Some(a.active_at_ms), now),
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+    let silences = notify.silences.list();
+    let active = silences.iter().filter(|s| s.state(now) == "active").count();
+    let pending = notify.outbox.pending();
+    let email = match notify.email_status() {
+        Ok(n) => format!(
+            "<span class=ok>email configured</span> ({n} receiver integration{})",
+            if n == 1 { "" } else { "s" }
+        ),
+        Err(why) => format!(
+            "<span class=fail>email is not configured</span>: {}",
+            esc(&why)
+        ),
+    };
+    let _ = write!(
+        h,
+        "<p id=notifications>Notifications: {email}. {} waiting in the outbox{}. {active} active silence{}.</p>",
+        pending.len(),
+        pending
+            .first()
+            .map(|p| format!(
+                " (oldest {}, {})",
+                ago(Some(p.created_ms), now),
+                esc(p.last_error.as_deref().unwrap_or("not tried yet"))
+            ))
+            .unwrap_or_default(),
+        if active == 1 { "" } else { "s" }
+    );
+}
+
 /// Renders the page.
 pub fn render(st: &WebState) -> Html<String> {
     let now = now_ms();
@@ -83,7 +165,9 @@ pub fn render(st: &WebState) -> Html<String> {
             esc(err)
         );
     }
-    h.push_str("</p><table><thead><tr><th>Check</th><th>State</th><th class=wide>Kind</th><th>Reason</th><th class=wide>Latency</th><th class=wide>Last run</th><th class=wide>Changed</th></tr></thead><tbody>");
+    h.push_str("</p>");
+    alerts_section(st, &mut h, now);
+    h.push_str("<h2>Checks</h2><table><thead><tr><th>Check</th><th>State</th><th class=wide>Kind</th><th>Reason</th><th class=wide>Latency</th><th class=wide>Last run</th><th class=wide>Changed</th></tr></thead><tbody>");
     for c in &checks {
         let (class, state) = state_cell(c);
         let _ = write!(
@@ -99,6 +183,6 @@ pub fn render(st: &WebState) -> Html<String> {
             chg = ago(c.last_change_ms, now),
         );
     }
-    h.push_str("</tbody></table><p class=detail><a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/checks\">/api/v1/checks</a></p></body></html>");
+    h.push_str("</tbody></table><p class=detail><a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/checks\">/api/v1/checks</a> · <a href=\"/api/v1/alerts\">/api/v1/alerts</a> · <a href=\"/api/v1/silences\">/api/v1/silences</a> · <a href=\"/api/v1/notifications\">/api/v1/notifications</a></p></body></html>");
     Html(h)
 }

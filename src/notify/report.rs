@@ -261,6 +261,11 @@ pub fn build(deps: &ReportDeps, external_url: &str, date: &str, now: DateTime<Ut
     );
 
     let _ = writeln!(text, "Checks");
+    let _ = writeln!(
+        text,
+        "  {:<28} {:<22} {:>8}  detail",
+        "check", "state", "uptime"
+    );
     html.push_str("<h3>Checks</h3><table cellpadding=\"4\" style=\"border-collapse:collapse\"><tr style=\"background:#eee\"><th align=\"left\">check</th><th align=\"left\">state</th><th align=\"right\">uptime 24h</th><th align=\"left\">detail</th></tr>");
     for c in &checks {
         let state = match c.success {

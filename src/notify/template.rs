@@ -221,6 +221,7 @@ mod tests {
             alerts,
             external_url: "http://127.0.0.1:9100".into(),
             created_ms: T0 + 12 * MIN,
+            report: None,
         }
     }
 
