@@ -440,7 +440,7 @@ pub fn parse(cx: &mut Context, node: &Node, path: &str) -> Option<AlertingConfig
                     .unwrap_or(item);
                 cx.error(
                     at,
-                    &format!("{ip}.{}", e.field).trim_end_matches('.'),
+                    format!("{ip}.{}", e.field).trim_end_matches('.'),
                     e.message,
                 );
             }
