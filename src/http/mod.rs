@@ -52,6 +52,9 @@ pub fn app(state: Arc<WebState>) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload).put(reload))
         .route("/api/v1/checks", get(checks))
+        .route("/api/v1/checks/{name}", get(status_page::check_api))
+        .route("/api/v1/status", get(status_page::status_api))
+        .route("/check/{name}", get(status_page::check_page))
         .route("/api/v1/alerts", get(api::alerts))
         .route("/api/v1/notifications", get(api::notifications))
         .route("/api/v1/report", post(api::report_now))
@@ -103,9 +106,12 @@ async fn reload(State(st): State<Arc<WebState>>) -> Response {
 }
 
 async fn checks(State(st): State<Arc<WebState>>) -> Response {
-    axum::Json(serde_json::json!({
-        "status": "success",
-        "data": st.board.snapshot(),
-    }))
-    .into_response()
+    match tokio::task::spawn_blocking(move || status_page::overview(&st).checks).await {
+        Ok(checks) => axum::Json(serde_json::json!({
+            "status": "success",
+            "data": checks,
+        }))
+        .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
