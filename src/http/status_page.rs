@@ -204,10 +204,10 @@ pub fn overview(st: &WebState) -> Overview {
             .filter(|s| s.state(now) != "expired")
             .collect(),
         pending_notifications: notify.outbox.pending(),
-        email_not_configured: notify
-            .email_status()
-            .err()
-            .map(|e| e.trim_start_matches("email is not configured: ").to_string()),
+        email_not_configured: notify.email_status().err().map(|e| {
+            e.trim_start_matches("email is not configured: ")
+                .to_string()
+        }),
         config: st
             .config_name
             .read()
