@@ -239,7 +239,7 @@ async fn the_api_says_what_the_page_shows() {
     let one: serde_json::Value = serde_json::from_str(&one).unwrap();
     assert_eq!(one["data"]["state"], "blocked");
     assert_eq!(one["data"]["blocked_by"][0], "postgres");
-    assert!(!one["data"]["runs"].as_array().unwrap().is_empty());
+    assert!(!one["data"]["recent_runs"].as_array().unwrap().is_empty());
     assert_eq!(one["data"]["changes"][0]["success"], false);
     let (code, _) = http("GET", e.addr, "/api/v1/checks/nope").await;
     assert_eq!(code, 404);

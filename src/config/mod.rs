@@ -129,7 +129,8 @@ pub struct CheckConfig {
     pub name: String,
     /// Time between two runs. Default per kind (HTTP 15s). Example: `interval: 30s`.
     pub interval: Duration,
-    /// Longest a run may take; must be below `interval`. Default per kind (HTTP 10s).
+    /// Longest a run may take; must be below `interval`. Default per kind (HTTP 10s),
+    /// at most 80 % of `interval`.
     pub timeout: Duration,
     /// Extra labels on every series of the check. Example: `labels: {team: backend}`.
     pub labels: BTreeMap<String, String>,
@@ -427,7 +428,8 @@ fn parse_check(cx: &mut Context, node: &Node, path: &str) -> Option<CheckConfig>
     let spec = spec?;
     let (def_interval, def_timeout) = spec.defaults();
     let interval = common.interval.map_or(def_interval, |d| d.0);
-    let timeout = common.timeout.map_or(def_timeout.min(interval), |d| d.0);
+    // Without its own timeout, a check with a short interval gets 80 % of it.
+    let timeout = common.timeout.map_or(def_timeout.min(interval.mul_f64(0.8)), |d| d.0);
     Some(CheckConfig {
         name: common.name,
         interval,

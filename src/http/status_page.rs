@@ -245,7 +245,7 @@ pub struct CheckDetail {
     #[serde(flatten)]
     pub check: CheckView,
     /// The last runs, newest first.
-    pub runs: Vec<Run>,
+    pub recent_runs: Vec<Run>,
     /// State changes of the last 7 days, newest first.
     pub changes: Vec<Change>,
 }
@@ -257,7 +257,7 @@ fn detail(st: &WebState, name: &str) -> Option<CheckDetail> {
     changes.reverse();
     Some(CheckDetail {
         check,
-        runs: st.history.recent_runs(name, 50),
+        recent_runs: st.history.recent_runs(name, 50),
         changes,
     })
 }
@@ -607,7 +607,7 @@ pub fn render_check(d: &CheckDetail) -> String {
         h.push_str("</tbody></table>");
     }
     h.push_str("<h2>Recent runs</h2><table id=runs><thead><tr><th>When</th><th>Result</th><th class=wide>Duration</th><th>Detail</th></tr></thead><tbody>");
-    for r in &d.runs {
+    for r in &d.recent_runs {
         let _ = write!(
             h,
             "<tr><td>{}</td><td class={}>{}</td><td class=wide>{:.1} ms</td><td class=detail>{}</td></tr>",
