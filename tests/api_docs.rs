@@ -17,6 +17,9 @@ fn every_route_is_in_docs_api_md() {
     }
     assert!(routes.len() >= 10, "found the routes: {routes:?}");
     for r in routes {
-        assert!(docs.contains(&format!(" {r}`")), "{r} is not documented in docs/api.md");
+        assert!(
+            docs.contains(&format!(" {r}`")),
+            "{r} is not documented in docs/api.md"
+        );
     }
 }

@@ -429,7 +429,9 @@ fn parse_check(cx: &mut Context, node: &Node, path: &str) -> Option<CheckConfig>
     let (def_interval, def_timeout) = spec.defaults();
     let interval = common.interval.map_or(def_interval, |d| d.0);
     // Without its own timeout, a check with a short interval gets 80 % of it.
-    let timeout = common.timeout.map_or(def_timeout.min(interval.mul_f64(0.8)), |d| d.0);
+    let timeout = common
+        .timeout
+        .map_or(def_timeout.min(interval.mul_f64(0.8)), |d| d.0);
     Some(CheckConfig {
         name: common.name,
         interval,

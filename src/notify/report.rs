@@ -11,11 +11,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration as ChronoDuration, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use tokio_util::sync::CancellationToken;
 
+use super::config::DailyReportConfig;
 use super::receivers::Receiver;
+use super::timeinterval::Zone;
 use super::{Notification, ReportBody};
 use crate::history::History;
 use crate::scheduler::StatusBoard;
@@ -37,43 +39,40 @@ pub struct ReportDeps {
     pub wake: Arc<dyn Fn() + Send + Sync>,
 }
 
-/// When the report goes out: a local time of day in a zone.
+/// When the report goes out: `daily_report.at` in `daily_report.location`.
 #[derive(Clone)]
 pub struct Schedule {
-    /// Time of day.
-    pub at: NaiveTime,
-    /// Offset of the zone at an instant (east of UTC, seconds).
-    pub offset: Arc<dyn Fn(DateTime<Utc>) -> i32 + Send + Sync>,
+    /// The config entry.
+    pub config: DailyReportConfig,
+    /// Its zone, loaded once.
+    pub zone: Zone,
 }
 
 impl std::fmt::Debug for Schedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Schedule").field("at", &self.at).finish()
+        f.debug_struct("Schedule")
+            .field("at", &self.config.at)
+            .finish()
     }
 }
 
 impl Schedule {
+    /// The schedule of a `daily_report` entry.
+    pub fn new(config: &DailyReportConfig) -> Self {
+        Schedule {
+            zone: config.zone(),
+            config: config.clone(),
+        }
+    }
+
     /// The first instant after `now` whose local time is `at`.
     pub fn next_after(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        let off = |t: DateTime<Utc>| ChronoDuration::seconds(i64::from((self.offset)(t)));
-        let local_now = now + off(now);
-        let mut day = local_now.date_naive();
-        for _ in 0..3 {
-            let local = day.and_time(self.at);
-            let guess = Utc.from_utc_datetime(&local);
-            // The offset of the target instant (DST may differ from now's).
-            let at = guess - off(guess - off(guess));
-            if at > now {
-                return at;
-            }
-            day = day.succ_opt().unwrap_or(day);
-        }
-        now + ChronoDuration::days(1)
+        self.config.next_run(now, &self.zone)
     }
 
     /// The local date of an instant (the report's name).
     pub fn local_date(&self, t: DateTime<Utc>) -> chrono::NaiveDate {
-        (t + ChronoDuration::seconds(i64::from((self.offset)(t)))).date_naive()
+        self.zone.to_local(t).date()
     }
 }
 
@@ -376,60 +375,5 @@ pub fn build(deps: &ReportDeps, external_url: &str, date: &str, now: DateTime<Ut
         subject,
         text,
         html,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn paris() -> Schedule {
-        // Central European time with the EU's DST rule (last Sunday of March/October).
-        Schedule {
-            at: NaiveTime::from_hms_opt(8, 0, 0).unwrap(),
-            offset: Arc::new(|t: DateTime<Utc>| {
-                use chrono::Datelike;
-                let y = t.year();
-                let last_sunday = |m: u32| {
-                    let mut d = chrono::NaiveDate::from_ymd_opt(y, m, 31).unwrap();
-                    while d.weekday() != chrono::Weekday::Sun {
-                        d = d.pred_opt().unwrap();
-                    }
-                    Utc.from_utc_datetime(&d.and_hms_opt(1, 0, 0).unwrap())
-                };
-                if t >= last_sunday(3) && t < last_sunday(10) {
-                    7200
-                } else {
-                    3600
-                }
-            }),
-        }
-    }
-
-    #[test]
-    fn next_run_is_the_local_time_of_day() {
-        let s = paris();
-        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
-        assert_eq!(
-            s.next_after(t("2026-11-25T06:00:00Z")),
-            t("2026-11-25T07:00:00Z")
-        );
-        assert_eq!(
-            s.next_after(t("2026-11-25T07:00:00Z")),
-            t("2026-11-26T07:00:00Z")
-        );
-        assert_eq!(
-            s.next_after(t("2026-07-01T05:59:00Z")),
-            t("2026-07-01T06:00:00Z")
-        );
-        // Across the spring change: the day after is at 08:00 CEST.
-        assert_eq!(
-            s.next_after(t("2026-03-28T08:00:00Z")),
-            t("2026-03-29T06:00:00Z")
-        );
-        assert_eq!(
-            s.local_date(t("2026-11-25T23:30:00Z")).to_string(),
-            "2026-11-26"
-        );
     }
 }

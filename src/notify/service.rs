@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use super::config::AlertingConfig;
-use super::config::DailyReportConfig;
 use super::dispatcher::{Deps, Dispatcher, Settings};
 use super::outbox::Outbox;
 use super::receivers::heartbeat::{self, HealthFn, HeartbeatMetrics};
@@ -146,15 +145,15 @@ impl NotifyService {
         if let Some(r) = &a.daily_report
             && let Some(receiver) = a.receivers.iter().find(|x| x.name == r.receiver)
         {
-            match report_schedule(r) {
-                Ok(schedule) => tasks.push(report::spawn(
+            {
+                let schedule = Schedule::new(r);
+                tasks.push(report::spawn(
                     self.report.clone(),
                     receiver.clone(),
                     schedule,
                     external_url.to_string(),
                     token.child_token(),
-                )),
-                Err(e) => tracing::error!(error = %e, "daily report disabled"),
+                ));
             }
         }
     }
@@ -171,7 +170,7 @@ impl NotifyService {
             .iter()
             .find(|x| x.name == r.receiver)
             .ok_or("unknown receiver")?;
-        let schedule = report_schedule(r)?;
+        let schedule = Schedule::new(r);
         let now = chrono::Utc::now();
         let url = self
             .dispatcher
@@ -224,17 +223,6 @@ impl NotifyService {
         }
         self.outbox.shutdown().await;
     }
-}
-
-/// The report's schedule from its config.
-fn report_schedule(r: &DailyReportConfig) -> Result<Schedule, String> {
-    let zone = r.zone();
-    Ok(Schedule {
-        at: r.time_of_day(),
-        offset: Arc::new(move |t: chrono::DateTime<chrono::Utc>| {
-            i32::try_from(zone.offset_at(t.timestamp())).unwrap_or(0)
-        }),
-    })
 }
 
 /// The heartbeat's notion of health: the always-firing `Watchdog` alert fires, which
