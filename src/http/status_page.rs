@@ -317,7 +317,7 @@ fn ago(ms: Option<i64>, now: i64) -> String {
 
 fn pct(r: Option<f64>) -> String {
     r.map_or("–".to_string(), |r| {
-        if r >= 0.9995 && r < 1.0 {
+        if (0.9995..1.0).contains(&r) {
             "99.9%".into()
         } else {
             format!("{:.1}%", r * 100.0)
