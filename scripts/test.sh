@@ -12,6 +12,7 @@ apt_needed=()
 command -v redis-server >/dev/null 2>&1 || apt_needed+=(redis-server)
 command -v amtool >/dev/null 2>&1 || apt_needed+=(prometheus-alertmanager)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_needed+=(postgresql)
+command -v chromium >/dev/null 2>&1 || apt_needed+=(chromium)
 if ((${#apt_needed[@]})); then
     echo "test.sh: installing ${apt_needed[*]}" >&2
     if [ "$(id -u)" != 0 ]; then

@@ -5,6 +5,7 @@
 //! says the same as the page.
 
 mod common;
+mod common_harena;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -243,4 +244,57 @@ async fn the_api_says_what_the_page_shows() {
     assert_eq!(one["data"]["changes"][0]["success"], false);
     let (code, _) = http("GET", e.addr, "/api/v1/checks/nope").await;
     assert_eq!(code, 404);
+}
+
+/// The simulated Harena (every check of the embedded config, same names and kinds):
+/// the page in the browser has a row for each, and the API the same states.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_every_check_of_the_embedded_config() {
+    let bed = common_harena::Harena::start().await;
+    let e = Exporter::start(&bed.args(), &bed.envs());
+    assert!(
+        e.wait_all_ran(Duration::from_secs(60)).await,
+        "every check ran"
+    );
+    let url = format!("http://{}/", e.addr);
+    let dom = tokio::task::spawn_blocking(move || chromium(&["--dump-dom", &url]))
+        .await
+        .unwrap();
+    let (_, status) = http("GET", e.addr, "/api/v1/status").await;
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let embedded = common_harena::checks_of(harena_exporter::config::DEFAULT_CONFIG);
+    assert!(embedded.len() >= 20);
+    for (name, _) in &embedded {
+        let api = v["data"]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} missing from /api/v1/status"));
+        let state = row_state(&dom, name);
+        assert!(
+            ["ok", "failing", "blocked"].contains(&state),
+            "{name}: {state}"
+        );
+        // The page was rendered a moment before the API answered: a check may change
+        // in between only if it flaps, which the bed's do not.
+        assert_eq!(api["state"].as_str().unwrap(), state, "{name}");
+    }
+    for group in [
+        "services",
+        "datastores",
+        "tunnel",
+        "backups",
+        "containers",
+        "aws",
+    ] {
+        assert!(
+            dom.contains(&format!("id=\"group-{group}\"")),
+            "group {group}"
+        );
+    }
+    assert!(
+        dom.contains(&format!("value=\"https://{}\"", bed.tunnel_hostname())),
+        "tunnel URL"
+    );
 }
