@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 # redis, postgresql, and prometheus-alertmanager (amtool and the server).
 apt_needed=()
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || apt_needed+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || apt_needed+=(systemd)
 command -v redis-server >/dev/null 2>&1 || apt_needed+=(redis-server)
 command -v amtool >/dev/null 2>&1 || apt_needed+=(prometheus-alertmanager)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_needed+=(postgresql)

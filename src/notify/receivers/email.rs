@@ -732,9 +732,11 @@ impl Email {
     /// The first missing or invalid value, naming its variable.
     pub fn configured(&self) -> Result<(), String> {
         let check = || -> Result<(), String> {
-            self.target()?;
+            let target = self.target()?;
             // A password file is only read when sending; a variable is cheap to look at.
-            if let Some(SecretSource::Env(name)) = &self.inner.password {
+            if let (Some(_), Some(SecretSource::Env(name))) =
+                (&target.username, &self.inner.password)
+            {
                 match std::env::var(name) {
                     Ok(v) if !v.is_empty() => {}
                     _ => return Err(format!("{name} is not set")),
@@ -749,7 +751,13 @@ impl Email {
         let (host, port) = self.inner.smarthost.get(parse_smarthost)?;
         let from = self.inner.from.get(parse_mailbox)?;
         let to = self.inner.to.get(parse_mailboxes)?;
+        // A user from an unset variable means no AUTH (a relay that needs none), so
+        // the shipped config's HARENA_SMTP_USERNAME and _PASSWORD are optional.
         let username = match &self.inner.username {
+            Some(Setting::Env(name)) => std::env::var(name)
+                .ok()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()),
             Some(u) => Some(u.get(|s| Ok(s.to_string()))?),
             None => None,
         };
