@@ -16,6 +16,7 @@ pub mod checks;
 pub mod cli;
 pub mod clients;
 pub mod config;
+pub mod demo;
 pub mod history;
 pub mod http;
 pub mod model;

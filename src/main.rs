@@ -100,6 +100,18 @@ enum Command {
         #[command(subcommand)]
         action: SilenceCmd,
     },
+    /// Start a simulated Harena on loopback and the exporter watching it: services that
+    /// answer /health (one flapping), a quick tunnel whose URL changes, a stale backup, and
+    /// a mailbox page with the alert emails. Ctrl-C stops it and removes its files.
+    Demo {
+        /// Address of the exporter's web server; loopback only.
+        #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+        listen: String,
+        /// Folder of the exporter's state file. Default: inside the demo's temporary
+        /// folder, removed at the end.
+        #[arg(long = "storage.path", value_name = "DIR")]
+        storage: Option<PathBuf>,
+    },
     /// Run Prometheus PromQL test scripts (`load`, `clear`, `eval instant at`, `eval_fail`,
     /// `eval_ordered`); print one line per failure, then `N passed, N failed, N unsupported`.
     PromqlTest {
@@ -185,6 +197,28 @@ fn main() -> ExitCode {
             code(harena_exporter::rules::unittest::run_files(
                 &files, &mut out, &mut err,
             ))
+        }
+        Some(Command::Demo { listen, storage }) => {
+            telemetry::init_logging(cli.log_level, cli.log_format);
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("start runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let opts = harena_exporter::demo::DemoOptions {
+                listen,
+                storage,
+                ..Default::default()
+            };
+            match rt.block_on(harena_exporter::demo::run(opts)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("harena-exporter demo: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Some(Command::CheckConfig) => code(cli::check_config_command(&source)),
         Some(Command::Routes {
