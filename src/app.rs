@@ -30,6 +30,9 @@ pub struct Options {
     pub listen: String,
     /// Folder of the state file; `None` keeps state in memory only.
     pub storage: Option<std::path::PathBuf>,
+    /// `--web.config.file`: TLS and basic auth of the web server (exporter-toolkit's
+    /// format); `None` serves plain HTTP to everyone.
+    pub web_config: Option<std::path::PathBuf>,
 }
 
 /// A started exporter.
@@ -82,6 +85,16 @@ impl Running {
 /// A config that does not load, or an address that cannot be bound.
 pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let cfg = config::load(&opts.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // A broken web config refuses the start, with its positions, before anything runs.
+    let web_security = match &opts.web_config {
+        Some(path) => Some(Arc::new(
+            http::webconfig::WebSecurity::new(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+        )),
+        None => None,
+    };
+    let tls = web_security
+        .as_ref()
+        .is_some_and(|s| s.snapshot().tls.is_some());
     // History is only kept for what rules read; with none loaded, the latest value suffices.
     let store = Arc::new(Store::new(0));
     let board = Arc::new(StatusBoard::default());
@@ -149,14 +162,12 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let first_rules = Arc::clone(&cfg.rules);
     telemetry.config_loaded(true);
     web.ready.store(true, Ordering::Release);
-    tracing::info!(config = %opts.config.display_name(), checks = cfg.checks.len(), address = %addr, "harena-exporter started");
+    tracing::info!(config = %opts.config.display_name(), checks = cfg.checks.len(), address = %addr, tls, "harena-exporter started");
 
     let server_token = shutdown.clone();
     let router = http::app(Arc::clone(&web));
     let server = tokio::spawn(async move {
-        let res = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { server_token.cancelled().await })
-            .await;
+        let res = http::serve::serve_with(listener, router, web_security, server_token).await;
         if let Err(e) = res {
             tracing::error!(error = %e, "web server stopped");
         }

@@ -558,6 +558,7 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
         config: source,
         listen: listen.to_string(),
         storage: Some(storage),
+        web_config: None,
     })
     .await?;
 

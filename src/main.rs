@@ -28,6 +28,10 @@ struct Cli {
     /// Address of the web server (/metrics, status page, API).
     #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
     listen: String,
+    /// TLS and basic auth of the web server, in the format of Prometheus's
+    /// exporter-toolkit (tls_server_config, http_server_config, basic_auth_users).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config: Option<PathBuf>,
     /// Folder of the state file (tunnel hostname; later alert states and the outbox).
     #[arg(long = "storage.path", default_value = "data", value_name = "DIR")]
     storage: PathBuf,
@@ -97,6 +101,20 @@ enum Command {
             global = true
         )]
         url: String,
+        /// PEM file of the CA that signed the exporter's certificate (https:// URLs);
+        /// without it, the built-in WebPKI roots are trusted.
+        #[arg(long = "web.ca-file", global = true, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+        /// Accept any certificate of the exporter (testing only).
+        #[arg(long = "web.insecure-skip-verify", global = true)]
+        insecure_skip_verify: bool,
+        /// Basic-auth user name (a `basic_auth_users` entry of the exporter's web config).
+        #[arg(long = "web.username", global = true, value_name = "USER")]
+        username: Option<String>,
+        /// File holding the basic-auth password; without it, the password is read from
+        /// the environment variable HARENA_WEB_PASSWORD.
+        #[arg(long = "web.password-file", global = true, value_name = "FILE")]
+        password_file: Option<PathBuf>,
         #[command(subcommand)]
         action: SilenceCmd,
     },
@@ -232,7 +250,20 @@ fn main() -> ExitCode {
             }
             code(c)
         }
-        Some(Command::Silence { url, action }) => {
+        Some(Command::Silence {
+            url,
+            ca_file,
+            insecure_skip_verify,
+            username,
+            password_file,
+            action,
+        }) => {
+            let client = notify_cli::ClientOptions::from_flags(
+                ca_file,
+                insecure_skip_verify,
+                username,
+                password_file,
+            );
             let rt = match runtime() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -247,13 +278,19 @@ fn main() -> ExitCode {
                         duration,
                         author,
                         comment,
-                    } => notify_cli::silence_add(&url, &matchers, duration, &author, &comment)
-                        .await
-                        .map(|id| format!("{id}\n")),
-                    SilenceCmd::List { all } => notify_cli::silence_list(&url, all).await,
-                    SilenceCmd::Expire { ids } => notify_cli::silence_expire(&url, &ids)
-                        .await
-                        .map(|()| String::new()),
+                    } => notify_cli::silence_add_with(
+                        &url, &client, &matchers, duration, &author, &comment,
+                    )
+                    .await
+                    .map(|id| format!("{id}\n")),
+                    SilenceCmd::List { all } => {
+                        notify_cli::silence_list_with(&url, &client, all).await
+                    }
+                    SilenceCmd::Expire { ids } => {
+                        notify_cli::silence_expire_with(&url, &client, &ids)
+                            .await
+                            .map(|()| String::new())
+                    }
                 }
             });
             match res {
@@ -305,6 +342,7 @@ fn main() -> ExitCode {
                     config: source,
                     listen: cli.listen,
                     storage: Some(cli.storage),
+                    web_config: cli.web_config,
                 };
                 match app::start(opts).await {
                     Ok(running) => {

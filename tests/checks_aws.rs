@@ -1271,6 +1271,7 @@ async fn aws_series_on_metrics_pass_promtool() {
         config: ConfigSource::File(file),
         listen: "127.0.0.1:0".into(),
         storage: None,
+        web_config: None,
     })
     .await
     .expect("start the exporter");

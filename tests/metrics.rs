@@ -87,6 +87,7 @@ async fn failure_reasons_and_dependency_flags_are_series() {
         config: ConfigSource::File(path),
         listen: "127.0.0.1:0".into(),
         storage: None,
+        web_config: None,
     })
     .await
     .expect("start");
@@ -158,6 +159,7 @@ async fn every_exposed_series_is_documented() {
         config: ConfigSource::File(path),
         listen: "127.0.0.1:0".into(),
         storage: None,
+        web_config: None,
     })
     .await
     .expect("start");

@@ -51,6 +51,7 @@ async fn one_hung_target_does_not_delay_fifty_healthy_ones() {
         config: ConfigSource::File(path),
         listen: "127.0.0.1:0".into(),
         storage: None,
+        web_config: None,
     })
     .await
     .expect("start");
@@ -102,6 +103,7 @@ async fn reload_keeps_unchanged_checks_and_drops_removed_series() {
         config: ConfigSource::File(path.clone()),
         listen: "127.0.0.1:0".into(),
         storage: None,
+        web_config: None,
     })
     .await
     .expect("start");

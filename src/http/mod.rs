@@ -2,7 +2,9 @@
 //! and the status page at `/`.
 
 pub mod api;
+pub mod serve;
 pub mod status_page;
+pub mod webconfig;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
