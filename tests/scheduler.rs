@@ -139,7 +139,7 @@ async fn reload_keeps_unchanged_checks_and_drops_removed_series() {
         .await
     );
     let (_, page) = http("GET", running.addr, "/").await;
-    assert!(page.contains("Last config reload refused"), "{page}");
+    assert!(page.contains("last config reload was refused"), "{page}");
 
     // A valid one applies: `keep` keeps its state and count, `gone` leaves no series.
     write_file(dir.path(), "c.yml", &format!("checks:\n{keep}"));
