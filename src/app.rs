@@ -160,7 +160,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     notify.apply(&cfg);
     let first_round = first_round_limit(&cfg);
     let first_rules = Arc::clone(&cfg.rules);
-    telemetry.config_loaded(true);
+    telemetry.config_loaded(&store, true);
     web.ready.store(true, Ordering::Release);
     tracing::info!(config = %opts.config.display_name(), checks = cfg.checks.len(), address = %addr, tls, "harena-exporter started");
 
@@ -274,7 +274,7 @@ fn apply_reload(
     match config::load(source) {
         Ok(cfg) => {
             scheduler.apply(&cfg);
-            web.telemetry.config_loaded(true);
+            web.telemetry.config_loaded(&web.store, true);
             *web.last_reload_error
                 .write()
                 .unwrap_or_else(|e| e.into_inner()) = None;
@@ -282,7 +282,7 @@ fn apply_reload(
             Ok(cfg)
         }
         Err(e) => {
-            web.telemetry.config_loaded(false);
+            web.telemetry.config_loaded(&web.store, false);
             for d in &e.diagnostics {
                 tracing::error!(error = %d, "config reload refused; keeping the running config");
             }

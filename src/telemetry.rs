@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::proto;
-use prometheus::{Encoder, Gauge, Histogram, HistogramOpts, IntGaugeVec, Opts, Registry};
+use prometheus::{Encoder, Histogram, HistogramOpts, IntGaugeVec, Opts, Registry};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -18,10 +18,32 @@ use crate::store::{Store, families};
 #[derive(Debug)]
 pub struct Telemetry {
     registry: Registry,
-    reload_successful: Gauge,
-    reload_success_ts: Gauge,
+    /// When a config last loaded (Unix seconds); 0 before the first.
+    reload_success_ts: std::sync::Mutex<f64>,
     schedule_delay: Histogram,
 }
+
+/// `harena_config_last_reload_successful`: in the store, not the registry, so that the
+/// exporter's own rules (ExporterConfigReloadFailed) see it.
+static RELOAD_OK: std::sync::LazyLock<std::sync::Arc<crate::model::MetricDesc>> =
+    std::sync::LazyLock::new(|| {
+        std::sync::Arc::new(crate::model::MetricDesc::gauge(
+            "harena_config_last_reload_successful",
+            "1 when the last config (re)load succeeded, 0 when it was refused.",
+        ))
+    });
+
+/// `harena_config_last_reload_success_timestamp_seconds`, in the store too.
+static RELOAD_TS: std::sync::LazyLock<std::sync::Arc<crate::model::MetricDesc>> =
+    std::sync::LazyLock::new(|| {
+        std::sync::Arc::new(crate::model::MetricDesc::gauge(
+            "harena_config_last_reload_success_timestamp_seconds",
+            "When the config was last loaded successfully, as a Unix timestamp.",
+        ))
+    });
+
+/// The store owner of the exporter's own series.
+pub const SELF_OWNER: &str = "__harena_exporter";
 
 impl Default for Telemetry {
     fn default() -> Self {
@@ -42,16 +64,6 @@ impl Telemetry {
         )
         .expect("static metric definition is valid");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        let reload_successful = Gauge::new(
-            "harena_config_last_reload_successful",
-            "1 when the last config (re)load succeeded, 0 when it was refused.",
-        )
-        .expect("static metric definition is valid");
-        let reload_success_ts = Gauge::new(
-            "harena_config_last_reload_success_timestamp_seconds",
-            "When the config was last loaded successfully, as a Unix timestamp.",
-        )
-        .expect("static metric definition is valid");
         let schedule_delay = Histogram::with_opts(
             HistogramOpts::new(
                 "harena_scheduler_start_delay_seconds",
@@ -64,16 +76,13 @@ impl Telemetry {
         .expect("static metric definition is valid");
         for c in [
             Box::new(build) as Box<dyn prometheus::core::Collector>,
-            Box::new(reload_successful.clone()),
-            Box::new(reload_success_ts.clone()),
             Box::new(schedule_delay.clone()),
         ] {
             registry.register(c).expect("self metric names are unique");
         }
         Telemetry {
             registry,
-            reload_successful,
-            reload_success_ts,
+            reload_success_ts: std::sync::Mutex::new(0.0),
             schedule_delay,
         }
     }
@@ -85,15 +94,36 @@ impl Telemetry {
         }
     }
 
-    /// Records the result of a config (re)load.
-    pub fn config_loaded(&self, ok: bool) {
-        self.reload_successful.set(if ok { 1.0 } else { 0.0 });
-        if ok {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
-            self.reload_success_ts.set(now);
-        }
+    /// Records the result of a config (re)load in the store (rules and `/metrics` read
+    /// it there).
+    pub fn config_loaded(&self, store: &Store, ok: bool) {
+        let now_ms = crate::scheduler::now_ms();
+        let ts = {
+            let mut ts = self
+                .reload_success_ts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if ok {
+                #[allow(clippy::cast_precision_loss)]
+                let now = now_ms as f64 / 1000.0;
+                *ts = now;
+            }
+            *ts
+        };
+        let sample =
+            |desc: &std::sync::Arc<crate::model::MetricDesc>, value| crate::model::Sample {
+                desc: std::sync::Arc::clone(desc),
+                labels: crate::model::Labels::new(),
+                value,
+            };
+        store.publish(
+            SELF_OWNER,
+            now_ms,
+            vec![
+                sample(&RELOAD_OK, if ok { 1.0 } else { 0.0 }),
+                sample(&RELOAD_TS, ts),
+            ],
+        );
     }
 
     /// Records how late a run started after its slot.

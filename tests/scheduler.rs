@@ -157,3 +157,56 @@ async fn reload_keeps_unchanged_checks_and_drops_removed_series() {
     assert_eq!(status, 200);
     running.stop().await;
 }
+
+/// The exporter's own state is in the store, so its own rules see it: a refused reload
+/// fires the shipped ExporterConfigReloadFailed inside the exporter (its email can go
+/// out), not only in a Prometheus that scrapes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_reload_fires_the_exporters_own_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/exporter.yml"))
+        .unwrap()
+        .replace(
+            "  - name: harena-exporter\n",
+            "  - name: harena-exporter\n    interval: 200ms\n",
+        );
+    write_file(dir.path(), "exporter.yml", &rules);
+    let ok = serve_status(200, "ok").await;
+    let good = format!(
+        "rule_files: [exporter.yml]\nchecks:\n  - name: keep\n    kind: http\n    url: http://{ok}/\n    interval: 200ms\n    timeout: 150ms\n"
+    );
+    let path = write_file(dir.path(), "c.yml", &good);
+    let running = app::start(Options {
+        config: ConfigSource::File(path.clone()),
+        listen: "127.0.0.1:0".into(),
+        storage: None,
+        web_config: None,
+    })
+    .await
+    .expect("start");
+    let firing = |running: &app::Running| {
+        running.alerts.active_alerts().iter().any(|a| {
+            a.labels.get("alertname") == Some("ExporterConfigReloadFailed")
+                && a.state == harena_exporter::rules::AlertState::Firing
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!firing(&running), "quiet while the config is good");
+    write_file(
+        dir.path(),
+        "c.yml",
+        "checks:\n  - name: keep\n    kind: htp\n",
+    );
+    running.reload().await.expect_err("refused");
+    assert!(
+        eventually(Duration::from_secs(5), || firing(&running)).await,
+        "fires after a refused reload"
+    );
+    write_file(dir.path(), "c.yml", &good);
+    running.reload().await.expect("applied");
+    assert!(
+        eventually(Duration::from_secs(5), || !firing(&running)).await,
+        "resolves once a config loads"
+    );
+    running.stop().await;
+}
