@@ -190,9 +190,14 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
                 token.cancel();
             }
         }
-        rules.apply(&first_rules).await;
-        loop {
+        // `term` must not be polled again once it fired.
+        let stopping = token.is_cancelled();
+        if !stopping {
+            rules.apply(&first_rules).await;
+        }
+        while !stopping {
             tokio::select! {
+                biased;
                 () = token.cancelled() => break,
                 () = &mut term => {
                     tracing::info!("shutting down");
