@@ -190,12 +190,11 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
                 token.cancel();
             }
         }
-        // `term` must not be polled again once it fired.
-        let stopping = token.is_cancelled();
-        if !stopping {
+        // `term` must not be polled again once it fired: then the loop is skipped.
+        if !token.is_cancelled() {
             rules.apply(&first_rules).await;
         }
-        while !stopping {
+        while !token.is_cancelled() {
             tokio::select! {
                 biased;
                 () = token.cancelled() => break,
