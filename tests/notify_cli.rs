@@ -309,6 +309,28 @@ async fn without_smtp_alerts_still_show_and_the_status_says_email_is_not_configu
     }
 }
 
+/// Waits for `n` accepted emails; on failure, says what the exporter logged and holds.
+async fn wait_mail(smtp: &SmtpServer, e: &Exporter, n: usize) -> Vec<common_smtp::Received> {
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = smtp.accepted();
+        if got.len() >= n {
+            return got;
+        }
+        if std::time::Instant::now() > end {
+            let (_, pending) = http("GET", e.addr, "/api/v1/notifications").await;
+            let logs: Vec<String> = e.logs.try_iter().collect();
+            panic!(
+                "{} of {n} emails after 60 s\noutbox: {pending}\nsmtp log: {}\nexporter log:\n{}",
+                got.len(),
+                smtp.log(),
+                logs.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daily_report_arrives_once_a_day() {
     let smtp = SmtpServer::start(SmtpOptions::starttls("alerts", PASSWORD));
@@ -320,11 +342,11 @@ async fn the_daily_report_arrives_once_a_day() {
     );
     assert!(e.wait_all_ran(Duration::from_secs(10)).await);
     // The firing alert's email first.
-    smtp.wait_for(1, Duration::from_secs(20)).await;
+    wait_mail(&smtp, &e, 1).await;
     let (status, body) = http("POST", e.addr, "/api/v1/report").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"queued\":1"), "{body}");
-    let got = smtp.wait_for(2, Duration::from_secs(20)).await;
+    let got = wait_mail(&smtp, &e, 2).await;
     let report = got
         .iter()
         .find(|m| m.subject.contains("daily report"))
