@@ -137,3 +137,12 @@ pub struct Sample {
     /// The value.
     pub value: f64,
 }
+
+/// Escapes text for HTML element content and double-quoted attributes (the status
+/// page, the daily report, emails, the demo's mailbox).
+pub fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

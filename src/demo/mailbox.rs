@@ -5,6 +5,7 @@
 //! Routes: `/` (the list, refreshing itself), `/messages/{id}`, `/messages/{id}/html`,
 //! `/messages/{id}/raw`, `/api/messages` (JSON), `/ping/{id}` (GET or POST: one beat).
 
+use crate::model::escape_html as esc;
 use std::fmt::Write as _;
 
 use axum::Router;
@@ -34,13 +35,6 @@ pub fn router(state: PageState) -> Router {
         .route("/api/messages", get(api_messages))
         .route("/ping/{id}", get(ping).post(ping))
         .with_state(state)
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn time(ms: i64) -> String {

@@ -11,12 +11,7 @@ use serde_json::json;
 use super::WebState;
 use crate::notify::LabelSet;
 use crate::rules::AlertState;
-
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
+use crate::telemetry::rfc3339;
 
 /// `GET /api/v1/alerts`: pending and firing alerts as Prometheus lists them, with
 /// Alertmanager's `silencedBy` / `inhibitedBy` for the muted ones.

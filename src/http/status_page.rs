@@ -9,6 +9,7 @@
 //!
 //! The page and `/api/v1/status` are built from the same [`Overview`], so they agree.
 
+use crate::model::escape_html as esc;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
@@ -291,13 +292,6 @@ pub async fn check_page(State(st): State<Arc<WebState>>, Path(name): Path<String
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn ago(ms: Option<i64>, now: i64) -> String {

@@ -7,6 +7,7 @@
 //! the report's receiver), under the group key `daily-report/<date>`: the notification
 //! log keeps a restart from sending the same day's report twice.
 
+use crate::model::escape_html as esc;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -186,13 +187,6 @@ fn local(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default()
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// Renders the report (text and HTML).

@@ -75,25 +75,9 @@ impl Mode {
     }
 }
 
-/// Functions of notification templates: Go's built-ins, Alertmanager's, and the
+/// Functions of notification templates besides Go's built-ins: Alertmanager's, and the
 /// humanize helpers for `.Value`.
 const NOTIFY_FUNCTIONS: &[&str] = &[
-    "and",
-    "or",
-    "not",
-    "len",
-    "index",
-    "print",
-    "printf",
-    "println",
-    "eq",
-    "ne",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "html",
-    "urlquery",
     "toUpper",
     "toLower",
     "title",
@@ -145,24 +129,14 @@ const REFUSED: &[(&str, &str)] = &[
     ),
 ];
 
-/// Every function a template may call.
+/// Go's built-in template functions, which every template may call.
+const GO_BUILTINS: &[&str] = &[
+    "and", "or", "not", "len", "index", "print", "printf", "println", "eq", "ne", "lt", "le", "gt",
+    "ge", "html", "urlquery",
+];
+
+/// Prometheus's functions an alert template may call besides Go's built-ins.
 const FUNCTIONS: &[&str] = &[
-    "and",
-    "or",
-    "not",
-    "len",
-    "index",
-    "print",
-    "printf",
-    "println",
-    "eq",
-    "ne",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "html",
-    "urlquery",
     "humanize",
     "humanize1024",
     "humanizeDuration",
@@ -1297,11 +1271,13 @@ impl Parser<'_> {
                         &format!("function {name:?} is not supported by harena-exporter: {why}"),
                     ));
                 }
-                let known = if notify {
-                    NOTIFY_FUNCTIONS.contains(&name.as_str())
-                } else {
-                    FUNCTIONS.contains(&name.as_str()) || LINK_FUNCTIONS.contains(&name.as_str())
-                };
+                let known = GO_BUILTINS.contains(&name.as_str())
+                    || if notify {
+                        NOTIFY_FUNCTIONS.contains(&name.as_str())
+                    } else {
+                        FUNCTIONS.contains(&name.as_str())
+                            || LINK_FUNCTIONS.contains(&name.as_str())
+                    };
                 if !known {
                     return Err(self.error(line, &format!("function {name:?} not defined")));
                 }

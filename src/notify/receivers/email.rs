@@ -47,6 +47,7 @@
 //! logs never hold the password: it is only read at send time, and every message is
 //! scrubbed of it.
 
+use crate::model::escape_html as html_escape;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
@@ -1312,13 +1313,6 @@ fn one_line(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
-}
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 // ---------------------------------------------------------------------------------------
